@@ -1,0 +1,1 @@
+"""Neural networks: Keras definitions, a registry of versioned weights, training, evaluation."""

@@ -1,0 +1,1 @@
+"""Pure processing pipelines: bytes and parameters in, results and artifacts out; no Celery, no database."""

@@ -1,0 +1,39 @@
+"""What every pipeline returns, and how it reports a failure the user can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+ProgressCallback = Callable[[int], None]
+
+
+def no_progress(_percent: int) -> None:
+    """A progress callback that ignores updates (for callers that do not track progress)."""
+
+
+class PipelineError(Exception):
+    """The input cannot be processed; ``code`` is machine-readable, ``message`` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ArtifactData:
+    """A file a pipeline produced, not yet stored."""
+
+    name: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PipelineOutput:
+    """A JSON-safe result and the files that go with it."""
+
+    result: dict[str, Any]
+    artifacts: list[ArtifactData] = field(default_factory=list)

@@ -1,0 +1,73 @@
+"""The one life cycle every job task shares: claim, run the pipeline, record success or failure."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import OperationalError
+
+from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
+from webapp import job_state
+from webapp.settings_access import current_settings
+from webapp.storage import MediaStorage
+
+log = logging.getLogger(__name__)
+
+Pipeline = Callable[[list[Path], dict[str, Any], ProgressCallback], PipelineOutput]
+
+# Database outages are worth waiting out; a bad input is not.
+RETRY_BACKOFF_SECONDS = 5
+
+
+def run_job(task: Task, job_id: str, pipeline: Pipeline) -> str:
+    """Run ``pipeline`` for the job and record the outcome; returns the job's final status."""
+    job_uuid = uuid.UUID(job_id)
+    try:
+        return _run(task, job_uuid, pipeline)
+    except OperationalError as exc:
+        log.warning("database unavailable for job %s, retrying: %s", job_id, exc)
+        raise task.retry(
+            exc=exc,
+            countdown=RETRY_BACKOFF_SECONDS * (task.request.retries + 1),
+            max_retries=current_settings().TASK_MAX_RETRIES,
+        ) from exc
+
+
+def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline) -> str:
+    job = job_state.claim(job_id, worker=task.request.hostname or "unknown")
+    if job is None:
+        log.info("job %s is final or gone; nothing to do", job_id)
+        return "skipped"
+    storage = MediaStorage(current_settings().MEDIA_ROOT)
+    inputs = [storage.resolve(item.storage_path) for item in job.inputs]
+    params = dict(job.params or {})
+
+    def progress(percent: int) -> None:
+        job_state.report_progress(job_id, percent)
+
+    try:
+        missing = [path.name for path in inputs if not path.is_file()]
+        if missing:
+            raise PipelineError("input_missing", f"Input file(s) missing: {', '.join(missing)}.")
+        output = pipeline(inputs, params, progress)
+    except PipelineError as exc:
+        job_state.fail(job_id, exc.code, exc.message)
+        return "failed"
+    except SoftTimeLimitExceeded:
+        limit = current_settings().TASK_SOFT_TIME_LIMIT
+        job_state.fail(job_id, "time_limit", f"The job ran longer than its {limit} s limit.")
+        return "failed"
+    except OperationalError:
+        raise
+    except Exception as exc:
+        # A bug or an input the pipeline did not foresee: the job says so, the worker lives on.
+        log.exception("job %s failed unexpectedly", job_id)
+        job_state.fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}")
+        return "failed"
+    return "succeeded" if job_state.succeed(job_id, output, storage) else "cancelled"

@@ -1,0 +1,72 @@
+"""Data builders for tests: users, tokens and images made on the fly."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+from typing import Any
+
+from flask.testing import FlaskClient
+from PIL import Image, ImageDraw
+
+from webapp.extensions import db
+from webapp.records import User
+
+DEFAULT_PASSWORD = "correct horse battery staple"
+_emails = itertools.count(1)
+
+
+def make_user(email: str | None = None, password: str = DEFAULT_PASSWORD) -> User:
+    """A saved user (call inside an app context)."""
+    user = User(email=email or f"user{next(_emails)}@example.org")
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def bearer(client: FlaskClient, email: str, password: str = DEFAULT_PASSWORD) -> dict[str, str]:
+    """Authorization headers with a fresh token from the API."""
+    import base64
+
+    basic = base64.b64encode(f"{email}:{password}".encode()).decode()
+    response = client.post("/api/v1/tokens", headers={"Authorization": f"Basic {basic}"})
+    assert response.status_code == 201, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['token']}"}
+
+
+def ellipse_mask_png(
+    width: int = 400,
+    height: int = 300,
+    center: tuple[float, float] = (200, 150),
+    semi_axes: tuple[float, float] = (120, 80),
+    angle_deg: float = 0.0,
+    image_format: str = "PNG",
+) -> bytes:
+    """A white filled ellipse on black, encoded in the given format."""
+    image = Image.new("L", (width, height), 0)
+    cx, cy = center
+    a, b = semi_axes
+    theta = math.radians(angle_deg)
+    points = [
+        (
+            cx + a * math.cos(t) * math.cos(theta) - b * math.sin(t) * math.sin(theta),
+            cy + a * math.cos(t) * math.sin(theta) + b * math.sin(t) * math.cos(theta),
+        )
+        for t in (2 * math.pi * i / 720 for i in range(720))
+    ]
+    ImageDraw.Draw(image).polygon(points, fill=255)
+    return encode(image, image_format)
+
+
+def blank_png(width: int = 64, height: int = 64) -> bytes:
+    """An all-black image: a mask with no object."""
+    return encode(Image.new("L", (width, height), 0), "PNG")
+
+
+def encode(image: Image.Image, image_format: str, **options: Any) -> bytes:
+    """Encode a Pillow image to bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()

@@ -1,0 +1,126 @@
+"""Shared fixtures: real Postgres and SQLite databases, a real Redis, app and client per backend."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy.engine import make_url
+
+from webapp import create_app
+from webapp.extensions import db
+from webapp.settings_access import current_settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HC18_DIR = Path(os.environ.get("HC18_DIR", REPO_ROOT.parent / "shared" / "datasets" / "hc18"))
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+# Tests use their own Redis database so they never touch a developer's queues.
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
+
+
+def redis_url_for_tests() -> str:
+    """REDIS_URL (as ``make test`` found or started it) with the test database index."""
+    parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{TEST_REDIS_DB}", "", ""))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis URL reserved for tests, emptied at the start of the session."""
+    import redis
+
+    url = redis_url_for_tests()
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """Create an empty Postgres database, yield its URL, drop it afterwards."""
+    name = f"scanqueue_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh Postgres database for this test session."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+def build_app(database_url: str, redis_url: str, media_root: Path, **extra: object) -> Flask:
+    """An app in testing mode on the given database, with the schema migrated to head."""
+    app = create_app(
+        {
+            "SCANQUEUE_ENV": "testing",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "MEDIA_ROOT": media_root,
+            **extra,
+        }
+    )
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def backend_app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[Flask]:
+    """One app per database backend for the whole session."""
+    base = tmp_path_factory.mktemp(request.param)
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{base / 'test.db'}"
+    else:
+        database_url = request.getfixturevalue("postgres_url")
+    app = build_app(database_url, redis_url, base / "media")
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def app(backend_app: Flask) -> Iterator[Flask]:
+    """The backend's app inside an app context; every table and the media root are emptied after."""
+    with backend_app.app_context():
+        yield backend_app
+        db.session.remove()
+        with db.engine.begin() as connection:
+            for table in reversed(db.metadata.sorted_tables):
+                connection.execute(table.delete())
+        media = current_settings().MEDIA_ROOT
+        shutil.rmtree(media, ignore_errors=True)
+        media.mkdir(parents=True)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def media_root(app: Flask) -> Path:
+    """Where the app stores files."""
+    return current_settings().MEDIA_ROOT

@@ -1,0 +1,114 @@
+"""A real ``celery worker`` process on real Redis and Postgres, and an app that talks to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.builders import bearer, make_user
+from tests.conftest import REPO_ROOT, build_app, fresh_postgres_database
+from webapp.extensions import db
+
+WORKER_READY_TIMEOUT = 90
+JOB_TIMEOUT = 90
+
+
+@dataclass
+class WorkerStack:
+    """The app the tests call and the worker process that serves its queues."""
+
+    app: Flask
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the worker wrote so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``celery worker`` on both queues and wait until it says it is ready."""
+    command = [
+        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+        "-Q", "gpu,cpu", "--concurrency", "2", "--pool", "prefork",
+        "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
+        "--loglevel", "INFO",
+    ]  # fmt: skip
+    handle = log_path.open("wb")
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + WORKER_READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{log_path.read_text()}")
+        if " ready." in log_path.read_text(errors="replace"):
+            return process
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"worker not ready after {WORKER_READY_TIMEOUT} s:\n{log_path.read_text()}")
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    """Warm shutdown, then kill if it hangs."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[WorkerStack]:
+    """One worker for the integration tests, on its own Postgres database and media root."""
+    base = tmp_path_factory.mktemp("integration")
+    with fresh_postgres_database() as database_url:
+        settings = {
+            "SCANQUEUE_ENV": "testing",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "MEDIA_ROOT": str(base / "media"),
+        }
+        app = build_app(database_url, redis_url, base / "media")
+        env = {**os.environ, **settings, "PYTHONUNBUFFERED": "1"}
+        process = start_worker(env, base / "worker.log")
+        try:
+            yield WorkerStack(app, process, base / "worker.log")
+        finally:
+            stop_worker(process)
+            with app.app_context():
+                db.engine.dispose()
+
+
+@pytest.fixture
+def stack_client(worker_stack: WorkerStack) -> Iterator[tuple[FlaskClient, dict[str, str]]]:
+    """A client of the integration app and a fresh user's authorization headers."""
+    with worker_stack.app.app_context():
+        client = worker_stack.app.test_client()
+        user = make_user()
+        yield client, bearer(client, user.email)
+
+
+def wait_for_final(client: FlaskClient, headers: dict[str, str], url: str) -> dict:
+    """Poll the job (as a client would, honouring Retry-After loosely) until it is final."""
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while time.monotonic() < deadline:
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200
+        body = response.get_json()
+        if body["status"] in {"succeeded", "failed", "cancelled"}:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"job {url} not final after {JOB_TIMEOUT} s: {body}")

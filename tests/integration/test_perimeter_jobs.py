@@ -1,0 +1,93 @@
+"""Perimeter jobs submitted through the API and run by a real worker process."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import pytest
+from flask.testing import FlaskClient
+from PIL import Image
+
+from tests.builders import blank_png, ellipse_mask_png
+from tests.conftest import HC18_DIR
+from tests.integration.conftest import WorkerStack, wait_for_final
+
+pytestmark = pytest.mark.integration
+
+Client = tuple[FlaskClient, dict[str, str]]
+
+
+def submit_mask(client: FlaskClient, headers: dict[str, str], png: bytes, spacing: float) -> str:
+    """Submit a perimeter job and return its URL."""
+    response = client.post(
+        "/api/v1/jobs",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={
+            "type": "perimeter",
+            "params": json.dumps({"pixel_spacing_mm": spacing}),
+            "files": [(io.BytesIO(png), "mask.png")],
+        },
+    )
+    assert response.status_code == 202, response.get_json()
+    return response.headers["Location"]
+
+
+def hc18_reference(image_name: str) -> tuple[float, float]:
+    """(pixel size mm, reference head circumference mm) from the dataset's CSV."""
+    with (HC18_DIR / "training_set_pixel_size_and_HC.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            if row["filename"] == image_name:
+                return float(row["pixel size(mm)"]), float(row["head circumference (mm)"])
+    raise KeyError(image_name)
+
+
+@pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"HC18 data not found at {HC18_DIR}")
+def test_hc18_mask_reaches_succeeded_with_the_reference_circumference(
+    stack_client: Client, worker_stack: WorkerStack
+) -> None:
+    client, headers = stack_client
+    spacing, reference_mm = hc18_reference("000_HC.png")
+    png = (HC18_DIR / "images" / "000_HC_Mask.png").read_bytes()
+
+    job = wait_for_final(client, headers, submit_mask(client, headers, png, spacing))
+
+    assert job["status"] == "succeeded", (job, worker_stack.log())
+    assert job["progress"] == 100 and job["attempts"] == 1
+    # The mask's outer edge runs about 1 mm longer than the sonographer's outline (dataset README).
+    assert job["result"]["circumference_mm"] == pytest.approx(reference_mm, abs=3.0)
+    [overlay] = job["artifacts"]
+    download = client.get(overlay["url"], headers=headers)
+    assert download.status_code == 200 and download.mimetype == "image/png"
+    assert Image.open(io.BytesIO(download.data)).size == (800, 540)
+
+
+def test_synthetic_ellipse_gives_the_analytic_circumference(stack_client: Client) -> None:
+    client, headers = stack_client
+    a, b, spacing = 150.0, 90.0, 0.2
+    png = ellipse_mask_png(width=500, height=400, center=(250, 200), semi_axes=(a, b), angle_deg=30)
+    job = wait_for_final(client, headers, submit_mask(client, headers, png, spacing))
+    h = ((a - b) / (a + b)) ** 2
+    expected = math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h))) * spacing
+    assert job["status"] == "succeeded"
+    assert job["result"]["circumference_mm"] == pytest.approx(expected, rel=0.005)
+
+
+def test_a_bad_job_fails_with_its_reason_and_the_next_job_still_runs(
+    stack_client: Client, worker_stack: WorkerStack
+) -> None:
+    client, headers = stack_client
+    bad_url = submit_mask(client, headers, blank_png(), 0.1)
+    good_url = submit_mask(client, headers, ellipse_mask_png(), 0.1)
+
+    bad = wait_for_final(client, headers, bad_url)
+    good = wait_for_final(client, headers, good_url)
+
+    assert bad["status"] == "failed"
+    assert bad["error"]["code"] == "empty_mask" and bad["error"]["message"]
+    assert bad["result"] is None and bad["artifacts"] == []
+    assert good["status"] == "succeeded"
+    assert worker_stack.process.poll() is None

@@ -1,0 +1,150 @@
+"""The job task run in-process (no broker): idempotent, cancellation-aware, failures recorded."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Task
+from flask import Flask
+from flask.testing import FlaskClient
+
+import tasks.perimeter  # noqa: F401  (registers the task with the app's Celery)
+from pipelines.base import PipelineOutput, ProgressCallback
+from tasks.runner import run_job
+from tests.builders import bearer, blank_png, ellipse_mask_png, make_user
+from webapp import job_state
+from webapp.extensions import db
+from webapp.records import Artifact, Job
+
+
+def perimeter_task(app: Flask) -> Task:
+    """The registered perimeter task of this app's Celery."""
+    return app.extensions["celery"].tasks["scanqueue.perimeter"]
+
+
+def new_job(client: FlaskClient, png: bytes | None = None) -> uuid.UUID:
+    """A queued perimeter job submitted through the API."""
+    headers = bearer(client, make_user().email)
+    response = client.post(
+        "/api/v1/jobs",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={
+            "type": "perimeter",
+            "params": json.dumps({"pixel_spacing_mm": 0.1}),
+            "files": [(io.BytesIO(png or ellipse_mask_png()), "m.png")],
+        },
+    )
+    assert response.status_code == 202
+    return uuid.UUID(response.get_json()["id"])
+
+
+def fetch(job_id: uuid.UUID) -> Job:
+    """The job as the database has it now."""
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
+def artifact_rows(job_id: uuid.UUID) -> list[Artifact]:
+    """The job's artifact rows."""
+    return list(db.session.scalars(db.select(Artifact).filter_by(job_id=job_id)))
+
+
+def test_task_succeeds_and_a_second_run_changes_nothing(
+    app: Flask, client: FlaskClient, media_root: Path
+) -> None:
+    job_id = new_job(client)
+    assert perimeter_task(app).apply(args=[str(job_id)]).get() == "succeeded"
+    job = fetch(job_id)
+    assert job.status == "succeeded" and job.progress == 100 and job.attempts == 1
+    assert job.result["circumference_mm"] > 0
+    [artifact] = artifact_rows(job_id)
+    assert (media_root / artifact.storage_path).read_bytes().startswith(b"\x89PNG")
+
+    assert perimeter_task(app).apply(args=[str(job_id)]).get() == "skipped"
+    assert fetch(job_id).attempts == 1
+    assert len(artifact_rows(job_id)) == 1
+
+
+def test_redelivery_after_a_crash_replaces_outputs_instead_of_duplicating(
+    app: Flask, client: FlaskClient, media_root: Path
+) -> None:
+    job_id = new_job(client)
+    perimeter_task(app).apply(args=[str(job_id)])
+    [before] = artifact_rows(job_id)
+    before_sha = before.sha256
+    # As if the worker died after storing outputs but before acknowledging the message.
+    job = fetch(job_id)
+    job.status = "running"
+    db.session.commit()
+
+    assert perimeter_task(app).apply(args=[str(job_id)]).get() == "succeeded"
+    [after] = artifact_rows(job_id)
+    assert after.id == before.id and after.sha256 == before_sha
+    assert fetch(job_id).attempts == 2
+    files = list((media_root / f"jobs/{job_id}/artifacts").iterdir())
+    assert [path.name for path in files] == ["overlay.png"]
+
+
+def test_cancelled_job_is_skipped(app: Flask, client: FlaskClient) -> None:
+    job_id = new_job(client)
+    assert job_state.cancel(job_id)
+    assert perimeter_task(app).apply(args=[str(job_id)]).get() == "skipped"
+    job = fetch(job_id)
+    assert job.status == "cancelled" and job.attempts == 0 and artifact_rows(job_id) == []
+
+
+def test_cancel_during_the_run_discards_the_result(app: Flask, client: FlaskClient) -> None:
+    job_id = new_job(client)
+
+    def pipeline_cancelled_midway(
+        inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
+    ) -> PipelineOutput:
+        progress(50)
+        assert fetch(job_id).progress == 50
+        job_state.cancel(job_id)
+        return PipelineOutput(result={"value": 1})
+
+    assert run_job(perimeter_task(app), str(job_id), pipeline_cancelled_midway) == "cancelled"
+    job = fetch(job_id)
+    assert job.status == "cancelled" and job.result is None
+
+
+def test_pipeline_error_fails_the_job_with_its_code(app: Flask, client: FlaskClient) -> None:
+    job_id = new_job(client, blank_png())
+    assert perimeter_task(app).apply(args=[str(job_id)]).get() == "failed"
+    job = fetch(job_id)
+    assert job.status == "failed" and job.error_code == "empty_mask" and job.error_message
+    assert job.finished_at is not None
+
+
+def test_unexpected_exception_is_recorded_not_raised(app: Flask, client: FlaskClient) -> None:
+    job_id = new_job(client)
+
+    def broken(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
+        raise ZeroDivisionError("division by zero")
+
+    assert run_job(perimeter_task(app), str(job_id), broken) == "failed"
+    job = fetch(job_id)
+    assert job.error_code == "internal_error"
+    assert job.error_message == "ZeroDivisionError: division by zero"
+
+
+def test_missing_input_file_fails_clearly(
+    app: Flask, client: FlaskClient, media_root: Path
+) -> None:
+    job_id = new_job(client)
+    for path in (media_root / f"jobs/{job_id}/inputs").iterdir():
+        path.unlink()
+    perimeter_task(app).apply(args=[str(job_id)])
+    assert fetch(job_id).error_code == "input_missing"
+
+
+@pytest.mark.parametrize("job_id", [str(uuid.uuid4())])
+def test_unknown_job_is_skipped(app: Flask, job_id: str) -> None:
+    assert perimeter_task(app).apply(args=[job_id]).get() == "skipped"

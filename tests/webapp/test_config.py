@@ -1,0 +1,57 @@
+"""Settings: single-machine defaults, environment overrides, production refuses defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from webapp.config import DEV_SECRET_KEY, ConfigurationError, Environment, load_settings
+
+
+def test_defaults_are_a_single_machine_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "REDIS_URL", "MEDIA_ROOT", "SECRET_KEY", "SCANQUEUE_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.DATABASE_URL.startswith("sqlite:///") and "instance" in settings.DATABASE_URL
+    assert settings.REDIS_URL == "redis://127.0.0.1:6379/0"
+    assert settings.MEDIA_ROOT.parts[-2:] == ("instance", "media")
+    assert settings.MAX_UPLOAD_BYTES == 50 * 1024 * 1024
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x@db/scanqueue")
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1234")
+    settings = load_settings()
+    assert settings.DATABASE_URL == "postgresql://x@db/scanqueue"
+    assert settings.MAX_UPLOAD_BYTES == 1234
+
+
+@pytest.mark.parametrize("secret", [None, DEV_SECRET_KEY, "short"])
+def test_production_refuses_default_or_weak_secret(
+    monkeypatch: pytest.MonkeyPatch, secret: str | None
+) -> None:
+    monkeypatch.setenv("SCANQUEUE_ENV", "production")
+    if secret is None:
+        monkeypatch.delenv("SECRET_KEY", raising=False)
+    else:
+        monkeypatch.setenv("SECRET_KEY", secret)
+    with pytest.raises(ConfigurationError, match="SECRET_KEY"):
+        load_settings()
+
+
+def test_production_accepts_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCANQUEUE_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "x" * 48)
+    assert load_settings().SCANQUEUE_ENV is Environment.PRODUCTION
+
+
+def test_inconsistent_time_limits_fail_fast() -> None:
+    with pytest.raises(ConfigurationError, match="BROKER_VISIBILITY_TIMEOUT"):
+        load_settings(TASK_SOFT_TIME_LIMIT=10, TASK_TIME_LIMIT=20, BROKER_VISIBILITY_TIMEOUT=15)
+    with pytest.raises(ConfigurationError, match="TASK_SOFT_TIME_LIMIT"):
+        load_settings(TASK_SOFT_TIME_LIMIT=30, TASK_TIME_LIMIT=20)
+
+
+def test_bad_number_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "lots")
+    with pytest.raises(ConfigurationError, match="MAX_UPLOAD_BYTES"):
+        load_settings()

@@ -1,0 +1,31 @@
+"""Celery configuration: every job type routes to a declared queue; limits are consistent."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from webapp.jobtypes import JOB_TYPES
+from workers.config import CPU_QUEUE, GPU_QUEUE, TASK_ROUTES, build_celery_config
+
+
+def test_every_job_type_has_a_route_to_a_declared_queue() -> None:
+    for job_type in JOB_TYPES.values():
+        assert TASK_ROUTES[job_type.task_name]["queue"] in {GPU_QUEUE, CPU_QUEUE}
+
+
+def test_reliability_settings() -> None:
+    config = build_celery_config(
+        broker_url="redis://x", soft_time_limit=10, time_limit=20, visibility_timeout=60
+    )
+    assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
+    assert config["worker_prefetch_multiplier"] == 1
+    assert config["accept_content"] == ["json"] and config["task_serializer"] == "json"
+    assert config["broker_transport_options"]["visibility_timeout"] > config["task_time_limit"]
+    assert config["task_soft_time_limit"] < config["task_time_limit"]
+    assert {queue.name for queue in config["task_queues"]} == {GPU_QUEUE, CPU_QUEUE}
+
+
+def test_app_celery_publishes_to_the_routed_queue(app: Flask) -> None:
+    celery = app.extensions["celery"]
+    route = celery.amqp.router.route({}, "scanqueue.perimeter", args=("x",), kwargs={})
+    assert route["queue"].name == CPU_QUEUE

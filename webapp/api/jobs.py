@@ -1,0 +1,279 @@
+"""Jobs: submit (validated before anything is stored), read, list, cancel, download artifacts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from flask import Response, g, jsonify, request, send_file, url_for
+
+from webapp.api import bp
+from webapp.auth import token_required
+from webapp.errors import ApiError
+from webapp.extensions import db
+from webapp.job_state import cancel
+from webapp.jobtypes import JobType, get_job_type, invalid_params
+from webapp.queueing import enqueue_job, revoke_job
+from webapp.records import Artifact, Job, JobInput, JobStatus
+from webapp.settings_access import current_settings
+from webapp.storage import MediaStorage
+from webapp.uploads import CheckedImage, check_image
+
+log = logging.getLogger(__name__)
+
+FILES_FIELD = "files"
+FORM_FIELDS = {"type", "params"}
+MAX_PER_PAGE = 100
+
+
+def media_storage() -> MediaStorage:
+    """Storage rooted at MEDIA_ROOT."""
+    return MediaStorage(current_settings().MEDIA_ROOT)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def job_to_json(job: Job) -> dict[str, Any]:
+    """The public view of a job."""
+    return {
+        "id": str(job.id),
+        "type": job.type,
+        "status": job.status,
+        "progress": job.progress,
+        "params": job.params,
+        "result": job.result,
+        "error": (
+            {"code": job.error_code, "message": job.error_message} if job.error_code else None
+        ),
+        "attempts": job.attempts,
+        "model": (
+            {"name": job.model_name, "version": job.model_version, "sha256": job.model_sha256}
+            if job.model_name
+            else None
+        ),
+        "inputs": [
+            {
+                "position": item.position,
+                "filename": item.filename,
+                "content_type": item.content_type,
+                "size": item.size,
+                "sha256": item.sha256,
+            }
+            for item in job.inputs
+        ],
+        "artifacts": [
+            {
+                "name": artifact.name,
+                "content_type": artifact.content_type,
+                "size": artifact.size,
+                "sha256": artifact.sha256,
+                "url": url_for("api.get_artifact", job_id=job.id, name=artifact.name),
+            }
+            for artifact in job.artifacts
+        ],
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "url": url_for("api.get_job", job_id=job.id),
+    }
+
+
+def _job_response(job: Job, status: int = 200) -> tuple[Response, int]:
+    response = jsonify(job_to_json(job))
+    if not job.status_enum.is_final:
+        response.headers["Retry-After"] = str(current_settings().POLL_RETRY_AFTER)
+    return response, status
+
+
+def _owned_job(job_id: uuid.UUID) -> Job:
+    """The caller's job; someone else's job is indistinguishable from a missing one (404)."""
+    job = db.session.get(Job, job_id)
+    if job is None or job.owner_id != g.user.id:
+        raise ApiError(404, "job_not_found", f"No job {job_id}.")
+    return job
+
+
+def _parse_params(raw: str | None, job_type: JobType) -> dict[str, Any]:
+    if raw is None or not raw.strip():
+        params: Any = {}
+    else:
+        try:
+            params = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise invalid_params(f"'params' is not valid JSON: {exc.msg}.") from None
+    if not isinstance(params, dict):
+        raise invalid_params("'params' must be a JSON object.")
+    return job_type.validate_params(params)
+
+
+def _checked_files(job_type: JobType) -> list[CheckedImage]:
+    extra_fields = sorted((set(request.files) - {FILES_FIELD}) | (set(request.form) - FORM_FIELDS))
+    if extra_fields:
+        raise ApiError(
+            400, "unexpected_field", f"Unexpected form field(s): {', '.join(extra_fields)}."
+        )
+    uploads = [item for item in request.files.getlist(FILES_FIELD) if item.filename]
+    settings = current_settings()
+    max_files = min(job_type.max_files, settings.MAX_FILES_PER_JOB)
+    if len(uploads) < job_type.min_files:
+        raise ApiError(
+            400,
+            "missing_files",
+            f"'{job_type.name}' needs at least {job_type.min_files} file(s) in '{FILES_FIELD}'.",
+        )
+    if len(uploads) > max_files:
+        raise ApiError(
+            400,
+            "too_many_files",
+            f"'{job_type.name}' takes at most {max_files} file(s); got {len(uploads)}.",
+        )
+    return [
+        check_image(
+            upload,
+            formats=job_type.image_formats,
+            max_bytes=settings.MAX_UPLOAD_BYTES,
+            max_pixels=settings.MAX_IMAGE_PIXELS,
+        )
+        for upload in uploads
+    ]
+
+
+def _store_job(job_type: JobType, params: dict[str, Any], files: list[CheckedImage]) -> Job:
+    """Create the job, its input rows and files together; on any failure nothing remains."""
+    storage = media_storage()
+    job = Job(id=uuid.uuid4(), owner=g.user, type=job_type.name, params=params)
+    try:
+        for position, checked in enumerate(files):
+            blob = storage.write(
+                storage.input_path(job.id, position, checked.extension), checked.data
+            )
+            job.inputs.append(
+                JobInput(
+                    position=position,
+                    filename=checked.filename,
+                    content_type=checked.content_type,
+                    size=blob.size,
+                    sha256=blob.sha256,
+                    storage_path=blob.storage_path,
+                )
+            )
+        db.session.add(job)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        storage.remove_job(job.id)
+        raise
+    return job
+
+
+def _discard_job(job: Job) -> None:
+    job_id = job.id
+    db.session.delete(job)
+    db.session.commit()
+    media_storage().remove_job(job_id)
+
+
+@bp.post("/jobs")
+@token_required
+def create_job() -> tuple[Response, int]:
+    """Validate the type, files and params, store them, enqueue, answer 202 with the job."""
+    job_type = get_job_type(request.form.get("type"))
+    params = _parse_params(request.form.get("params"), job_type)
+    files = _checked_files(job_type)
+    job = _store_job(job_type, params, files)
+    try:
+        enqueue_job(job)
+    except Exception as exc:  # kombu raises several types when Redis is unreachable
+        log.warning("could not enqueue job %s: %s", job.id, exc)
+        _discard_job(job)
+        raise ApiError(
+            503, "queue_unavailable", "The job queue is unavailable; nothing was stored. Retry."
+        ) from None
+    response, status = _job_response(job, 202)
+    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
+    return response, status
+
+
+@bp.get("/jobs/<uuid:job_id>")
+@token_required
+def get_job(job_id: uuid.UUID) -> tuple[Response, int]:
+    """The caller's job with its status, result and artifacts."""
+    return _job_response(_owned_job(job_id))
+
+
+def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"'{name}' must be an integer.") from None
+    if not minimum <= value <= maximum:
+        raise ApiError(400, "invalid_query", f"'{name}' must be between {minimum} and {maximum}.")
+    return value
+
+
+@bp.get("/jobs")
+@token_required
+def list_jobs() -> Response:
+    """The caller's jobs, newest first, paginated, filterable by status and type."""
+    page = _int_arg("page", 1, 1, 1_000_000)
+    per_page = _int_arg("per_page", 20, 1, MAX_PER_PAGE)
+    query = db.select(Job).filter_by(owner_id=g.user.id)
+    status = request.args.get("status")
+    if status is not None:
+        if status not in set(JobStatus):
+            raise ApiError(400, "invalid_query", f"'status' must be one of {', '.join(JobStatus)}.")
+        query = query.filter_by(status=status)
+    if (job_type := request.args.get("type")) is not None:
+        query = query.filter_by(type=job_type)
+    pagination = db.paginate(
+        query.order_by(Job.created_at.desc(), Job.id.desc()),
+        page=page,
+        per_page=per_page,
+        error_out=False,
+    )
+    return jsonify(
+        {
+            "items": [job_to_json(job) for job in pagination.items],
+            "page": page,
+            "per_page": per_page,
+            "total": pagination.total,
+            "pages": pagination.pages,
+        }
+    )
+
+
+@bp.delete("/jobs/<uuid:job_id>")
+@token_required
+def cancel_job(job_id: uuid.UUID) -> tuple[Response, int]:
+    """Cancel a queued or running job; 409 if it already finished."""
+    job = _owned_job(job_id)
+    if not cancel(job.id):
+        db.session.refresh(job)
+        raise ApiError(409, "job_finished", f"Job {job.id} already {job.status}.")
+    try:
+        revoke_job(job)
+    except Exception as exc:  # the job is cancelled in the database; the worker checks that too
+        log.warning("could not broadcast revoke for job %s: %s", job.id, exc)
+    db.session.refresh(job)
+    return _job_response(job)
+
+
+@bp.get("/jobs/<uuid:job_id>/artifacts/<name>")
+@token_required
+def get_artifact(job_id: uuid.UUID, name: str) -> Response:
+    """Stream one artifact of the caller's job."""
+    job = _owned_job(job_id)
+    artifact = db.session.scalar(db.select(Artifact).filter_by(job_id=job.id, name=name))
+    if artifact is None:
+        raise ApiError(404, "artifact_not_found", f"Job {job.id} has no artifact {name!r}.")
+    path = media_storage().resolve(artifact.storage_path)
+    if not path.is_file():
+        raise ApiError(410, "artifact_gone", f"Artifact {name!r} is no longer stored.")
+    return send_file(path, mimetype=artifact.content_type, download_name=name, max_age=0)

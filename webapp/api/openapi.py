@@ -1,0 +1,275 @@
+"""The API described as OpenAPI 3.1, served at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+
+from webapp.api import bp
+from webapp.jobtypes import JOB_TYPES
+from webapp.records import JobStatus
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(schema_name: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}
+        },
+    }
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before polling again (only while the job is not final).",
+        "schema": {"type": "integer"},
+    }
+}
+JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+UNAUTHORIZED = _error("Missing, invalid or expired token.")
+NOT_FOUND = _error("No such job for this user (another user's job is also a 404).")
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "examples": ["invalid_params"]},
+                    "message": {"type": "string"},
+                },
+            }
+        },
+    },
+    "Token": {
+        "type": "object",
+        "properties": {
+            "token": {"type": "string"},
+            "token_type": {"type": "string", "const": "Bearer"},
+            "expires_in": {"type": "integer", "description": "Seconds until the token expires."},
+        },
+    },
+    "Artifact": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "content_type": {"type": "string"},
+            "size": {"type": "integer"},
+            "sha256": {"type": "string"},
+            "url": {"type": "string"},
+        },
+    },
+    "Input": {
+        "type": "object",
+        "properties": {
+            "position": {"type": "integer"},
+            "filename": {"type": "string"},
+            "content_type": {"type": "string"},
+            "size": {"type": "integer"},
+            "sha256": {"type": "string"},
+        },
+    },
+    "Job": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "type": {"type": "string", "enum": sorted(JOB_TYPES)},
+            "status": {"type": "string", "enum": [status.value for status in JobStatus]},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            "params": {"type": "object"},
+            "result": {
+                "type": ["object", "null"],
+                "description": "Type-specific; for perimeter: circumference_mm, semi_axes_a_mm, "
+                "semi_axes_b_mm, center_x_mm, center_y_mm, angle_rad, quality_flags, ...",
+            },
+            "error": {
+                "type": ["object", "null"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            },
+            "attempts": {"type": "integer"},
+            "model": {"type": ["object", "null"]},
+            "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/Input"}},
+            "artifacts": {"type": "array", "items": {"$ref": "#/components/schemas/Artifact"}},
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": {"type": ["string", "null"], "format": "date-time"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            "url": {"type": "string"},
+        },
+    },
+    "JobPage": {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": "integer"},
+            "pages": {"type": "integer"},
+        },
+    },
+}
+
+JOB_TYPE_TEXT = "; ".join(f"`{t.name}`: {t.description}" for t in JOB_TYPES.values())
+
+PATHS: dict[str, Any] = {
+    "/api/v1/tokens": {
+        "post": {
+            "summary": "Get a bearer token with HTTP Basic (email, password).",
+            "security": [{"basic": []}],
+            "responses": {
+                "201": _json("Token", "A signed token that expires."),
+                "401": _error("Missing or wrong credentials."),
+            },
+        }
+    },
+    "/api/v1/jobs": {
+        "post": {
+            "summary": "Submit a job. Everything is validated before anything is stored.",
+            "description": f"Job types: {JOB_TYPE_TEXT}",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["type", "files"],
+                            "properties": {
+                                "type": {"type": "string", "enum": sorted(JOB_TYPES)},
+                                "files": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "binary"},
+                                },
+                                "params": {
+                                    "type": "string",
+                                    "description": 'A JSON object: {"pixel_spacing_mm": 0.15}.',
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": {
+                    **_json("Job", "Accepted and queued."),
+                    "headers": {
+                        "Location": {"description": "The job's URL.", "schema": {"type": "string"}},
+                        **RETRY_AFTER,
+                    },
+                },
+                "400": _error(
+                    "unknown_job_type, missing_files, too_many_files, unexpected_field, "
+                    "invalid_params, empty_file."
+                ),
+                "401": UNAUTHORIZED,
+                "413": _error("file_too_large, image_too_large (pixels), request_too_large."),
+                "415": _error("unsupported_media_type: not an accepted image format."),
+                "422": _error("corrupt_image: the file does not decode."),
+                "503": _error("queue_unavailable: nothing was stored; retry later."),
+            },
+        },
+        "get": {
+            "summary": "List your jobs, newest first.",
+            "parameters": [
+                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": [s.value for s in JobStatus]},
+                },
+                {"name": "type", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": _json("JobPage", "One page of jobs."),
+                "400": _error("invalid_query."),
+                "401": UNAUTHORIZED,
+            },
+        },
+    },
+    "/api/v1/jobs/{job_id}": {
+        "get": {
+            "summary": "A job's status, progress, result and artifacts.",
+            "parameters": [JOB_ID],
+            "responses": {
+                "200": {**_json("Job", "The job."), "headers": RETRY_AFTER},
+                "401": UNAUTHORIZED,
+                "404": NOT_FOUND,
+            },
+        },
+        "delete": {
+            "summary": "Cancel a queued or running job.",
+            "parameters": [JOB_ID],
+            "responses": {
+                "200": _json("Job", "The cancelled job."),
+                "401": UNAUTHORIZED,
+                "404": NOT_FOUND,
+                "409": _error("job_finished: the job already ended."),
+            },
+        },
+    },
+    "/api/v1/jobs/{job_id}/artifacts/{name}": {
+        "get": {
+            "summary": "Download one artifact of your job.",
+            "parameters": [
+                JOB_ID,
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "The file.", "content": {"application/octet-stream": {}}},
+                "401": UNAUTHORIZED,
+                "404": _error("job_not_found or artifact_not_found."),
+                "410": _error("artifact_gone: removed by retention."),
+            },
+        }
+    },
+    "/api/v1/openapi.json": {
+        "get": {
+            "summary": "This document.",
+            "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.1 document."}},
+        }
+    },
+}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "ScanQueue API",
+        "version": "1",
+        "description": "Submit medical-image jobs, poll their status, download their results.",
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "basic": {"type": "http", "scheme": "basic"},
+        },
+        "schemas": SCHEMAS,
+    },
+    "security": [{"bearer": []}],
+    "paths": PATHS,
+}
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """Serve the OpenAPI document (no token needed)."""
+    return jsonify(SPEC)

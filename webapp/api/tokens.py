@@ -1,0 +1,33 @@
+"""POST /api/v1/tokens: trade an email and password (HTTP Basic) for a bearer token."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify, request
+
+from webapp.api import bp
+from webapp.auth import authenticate, issue_token
+from webapp.errors import ApiError
+from webapp.settings_access import current_settings
+
+
+@bp.post("/tokens")
+def create_token() -> tuple[Response, int]:
+    """Issue a signed token that expires after TOKEN_TTL_SECONDS."""
+    credentials = request.authorization
+    if credentials is None or credentials.type != "basic":
+        raise ApiError(
+            401,
+            "missing_credentials",
+            "Send your email and password with HTTP Basic authentication.",
+            headers={"WWW-Authenticate": 'Basic realm="scanqueue"'},
+        )
+    user = authenticate(credentials.username or "", credentials.password or "")
+    if user is None:
+        raise ApiError(
+            401,
+            "invalid_credentials",
+            "Email or password is wrong.",
+            headers={"WWW-Authenticate": 'Basic realm="scanqueue"'},
+        )
+    ttl = current_settings().TOKEN_TTL_SECONDS
+    return jsonify({"token": issue_token(user), "token_type": "Bearer", "expires_in": ttl}), 201

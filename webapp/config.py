@@ -1,0 +1,94 @@
+"""Typed settings from the environment: single-machine defaults, fail-fast checks for production."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
+
+# Recognisable so that production can refuse it; never valid outside development and tests.
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+MIN_PRODUCTION_SECRET_LENGTH = 32
+
+
+class Environment(StrEnum):
+    """Where the process runs; production turns the safety checks on."""
+
+    DEVELOPMENT = "development"
+    TESTING = "testing"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Every knob of the system; names match the environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=True, extra="ignore")
+
+    SCANQUEUE_ENV: Environment = Environment.DEVELOPMENT
+    SECRET_KEY: str = DEV_SECRET_KEY
+    DATABASE_URL: str = f"sqlite:///{INSTANCE_DIR / 'scanqueue.db'}"
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    MEDIA_ROOT: Path = INSTANCE_DIR / "media"
+
+    # Uploads: refused before anything is stored.
+    MAX_UPLOAD_BYTES: int = Field(default=50 * 1024 * 1024, gt=0)
+    MAX_IMAGE_PIXELS: int = Field(default=40_000_000, gt=0)
+    MAX_FILES_PER_JOB: int = Field(default=30, gt=0)
+
+    # API tokens (signed with SECRET_KEY).
+    TOKEN_TTL_SECONDS: int = Field(default=3600, gt=0)
+
+    # Task limits. The broker's visibility timeout must outlast the hard limit, or Redis would
+    # hand a still-running task to a second worker (acks_late leaves it unacknowledged meanwhile).
+    TASK_SOFT_TIME_LIMIT: int = Field(default=120, gt=0)
+    TASK_TIME_LIMIT: int = Field(default=150, gt=0)
+    BROKER_VISIBILITY_TIMEOUT: int = Field(default=3600, gt=0)
+    TASK_MAX_RETRIES: int = Field(default=3, ge=0)
+
+    # Polling hint for clients, seconds.
+    POLL_RETRY_AFTER: int = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
+            raise ValueError("TASK_SOFT_TIME_LIMIT must be below TASK_TIME_LIMIT")
+        if self.BROKER_VISIBILITY_TIMEOUT <= self.TASK_TIME_LIMIT:
+            raise ValueError("BROKER_VISIBILITY_TIMEOUT must exceed TASK_TIME_LIMIT")
+        weak_secret = (
+            self.SECRET_KEY == DEV_SECRET_KEY
+            or len(self.SECRET_KEY) < MIN_PRODUCTION_SECRET_LENGTH
+        )
+        if self.SCANQUEUE_ENV is Environment.PRODUCTION and weak_secret:
+            raise ValueError(
+                "SECRET_KEY must be set to a random value of at least "
+                f"{MIN_PRODUCTION_SECRET_LENGTH} characters in production "
+                '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is a local SQLite file."""
+        return self.DATABASE_URL.startswith("sqlite")
+
+
+class ConfigurationError(RuntimeError):
+    """Settings are missing or unsafe; the message says which and how to fix them."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (overrides win) or stop with a readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"Invalid ScanQueue configuration: {problems}") from None

@@ -1,0 +1,97 @@
+"""Job life-cycle transitions, each a guarded update so workers and the web never race."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+
+from pipelines.base import PipelineOutput
+from webapp.extensions import db
+from webapp.records import Artifact, Job, JobStatus, utcnow
+from webapp.storage import MediaStorage
+
+# A redelivered message (worker lost mid-task) finds its job still "running": it may take it again.
+CLAIMABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+def _guarded_update(job_id: uuid.UUID, allowed: tuple[str, ...], **values: object) -> bool:
+    """Apply the values only while the job's status is one of ``allowed``; True if it changed."""
+    statement = (
+        sa.update(Job)
+        .where(Job.id == job_id, Job.status.in_(allowed))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    changed = db.session.execute(statement).rowcount == 1
+    db.session.commit()
+    return changed
+
+
+def claim(job_id: uuid.UUID, worker: str) -> Job | None:
+    """Mark the job running on this worker and count the attempt; None if it is final or gone."""
+    claimed = _guarded_update(
+        job_id,
+        CLAIMABLE,
+        status=JobStatus.RUNNING.value,
+        attempts=Job.attempts + 1,
+        worker=worker,
+        started_at=utcnow(),
+        progress=0,
+    )
+    if not claimed:
+        return None
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
+def report_progress(job_id: uuid.UUID, percent: int) -> None:
+    """Record progress (0-99) of a running job; ignored once the job is no longer running."""
+    _guarded_update(job_id, (JobStatus.RUNNING.value,), progress=max(0, min(99, int(percent))))
+
+
+def fail(job_id: uuid.UUID, code: str, message: str) -> bool:
+    """Finish a running job as failed, with the reason; False if it was cancelled meanwhile."""
+    return _guarded_update(
+        job_id,
+        CLAIMABLE,
+        status=JobStatus.FAILED.value,
+        error_code=code,
+        error_message=message,
+        finished_at=utcnow(),
+    )
+
+
+def cancel(job_id: uuid.UUID) -> bool:
+    """Cancel a queued or running job; False if it had already finished."""
+    return _guarded_update(
+        job_id, CLAIMABLE, status=JobStatus.CANCELLED.value, finished_at=utcnow()
+    )
+
+
+def succeed(job_id: uuid.UUID, output: PipelineOutput, storage: MediaStorage) -> bool:
+    """Store artifacts (replacing an earlier attempt's) and the result in one transaction.
+
+    False, with nothing recorded, if the job stopped running meanwhile (cancelled).
+    """
+    job = db.session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.status != JobStatus.RUNNING.value:
+        db.session.rollback()
+        return False
+    existing = {artifact.name: artifact for artifact in job.artifacts}
+    for produced in output.artifacts:
+        blob = storage.write(storage.artifact_path(job_id, produced.name), produced.data)
+        artifact = existing.get(produced.name) or Artifact(job=job, name=produced.name)
+        artifact.content_type = produced.content_type
+        artifact.size = blob.size
+        artifact.sha256 = blob.sha256
+        artifact.storage_path = blob.storage_path
+        db.session.add(artifact)
+    job.result = output.result
+    job.status = JobStatus.SUCCEEDED.value
+    job.progress = 100
+    job.error_code = None
+    job.error_message = None
+    job.finished_at = utcnow()
+    db.session.commit()
+    return True

@@ -1,0 +1,51 @@
+"""Celery bound to the Flask app (Flask's documented pattern), and publishing jobs by task name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask, current_app
+
+from webapp.config import Settings
+from webapp.jobtypes import JOB_TYPES
+from webapp.records import Job
+from workers.config import build_celery_config
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
+    """Create the Celery app whose tasks run inside this Flask app's context."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(
+        build_celery_config(
+            broker_url=settings.REDIS_URL,
+            soft_time_limit=settings.TASK_SOFT_TIME_LIMIT,
+            time_limit=settings.TASK_TIME_LIMIT,
+            visibility_timeout=settings.BROKER_VISIBILITY_TIMEOUT,
+        )
+    )
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def current_celery() -> Celery:
+    """The Celery app of the current Flask app."""
+    return current_app.extensions["celery"]
+
+
+def enqueue_job(job: Job) -> None:
+    """Publish the job's task; the job id doubles as the Celery task id (for revoke and Flower)."""
+    task_name = JOB_TYPES[job.type].task_name
+    current_celery().send_task(task_name, args=[str(job.id)], task_id=str(job.id))
+
+
+def revoke_job(job: Job) -> None:
+    """Ask workers to drop the job's task, stopping it if it already runs."""
+    current_celery().control.revoke(str(job.id), terminate=True, signal="SIGTERM")

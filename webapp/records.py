@@ -1,0 +1,149 @@
+"""Database records: users, jobs, their uploaded inputs and produced artifacts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from webapp.extensions import db
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    """Life cycle of a job; the last three are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the job can no longer change."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+_STATUS_VALUES = ", ".join(f"'{s.value}'" for s in JobStatus)
+
+
+class User(db.Model):
+    """Someone who submits jobs; owns everything they upload."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="owner", cascade="all, delete-orphan")
+
+    def set_password(self, password: str) -> None:
+        """Store a salted scrypt hash of the password (werkzeug's default KDF)."""
+        self.password_hash = generate_password_hash(password, method="scrypt")
+
+    def check_password(self, password: str) -> bool:
+        """Whether the password matches the stored hash."""
+        return check_password_hash(self.password_hash, password)
+
+    @staticmethod
+    def normalise_email(email: str) -> str:
+        """Emails compare case-insensitively and without surrounding spaces."""
+        return email.strip().lower()
+
+    @validates("email")
+    def _store_normalised_email(self, _key: str, email: str) -> str:
+        return self.normalise_email(email)
+
+
+class Job(db.Model):
+    """One unit of work and the source of truth for its state."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_valid"),
+        sa.CheckConstraint("progress >= 0 AND progress <= 100", name="progress_range"),
+        sa.Index("ix_jobs_owner_created", "owner_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(sa.String(64), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default=JobStatus.QUEUED.value, index=True)
+    progress: Mapped[int] = mapped_column(default=0)
+    params: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    error_code: Mapped[str | None] = mapped_column(sa.String(64))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    worker: Mapped[str | None] = mapped_column(sa.String(255))
+    model_name: Mapped[str | None] = mapped_column(sa.String(128))
+    model_version: Mapped[str | None] = mapped_column(sa.String(64))
+    model_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    owner: Mapped[User] = relationship(back_populates="jobs")
+    inputs: Mapped[list[JobInput]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="JobInput.position"
+    )
+    artifacts: Mapped[list[Artifact]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="Artifact.name"
+    )
+
+    @property
+    def status_enum(self) -> JobStatus:
+        """The status as an enum member."""
+        return JobStatus(self.status)
+
+
+class StoredFile:
+    """Columns shared by every file the system keeps on disk for a job."""
+
+    content_type: Mapped[str] = mapped_column(sa.String(128))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    storage_path: Mapped[str] = mapped_column(sa.String(512))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class JobInput(StoredFile, db.Model):
+    """A file uploaded for a job, in upload order."""
+
+    __tablename__ = "job_inputs"
+    __table_args__ = (sa.UniqueConstraint("job_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    filename: Mapped[str] = mapped_column(sa.String(255))
+
+    job: Mapped[Job] = relationship(back_populates="inputs")
+
+
+class Artifact(StoredFile, db.Model):
+    """A file a job produced; at most one per name, so re-running a job replaces it."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (sa.UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(128))
+
+    job: Mapped[Job] = relationship(back_populates="artifacts")

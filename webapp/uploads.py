@@ -1,0 +1,99 @@
+"""Check uploads before anything is stored: size, real (decoded) image format, pixel count."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+from werkzeug.datastructures import FileStorage
+from werkzeug.utils import secure_filename
+
+from webapp.errors import ApiError
+
+CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "TIFF": "image/tiff"}
+EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "TIFF": "tif"}
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    """An upload that decoded as an accepted image; held in memory until the job is stored."""
+
+    filename: str
+    data: bytes
+    image_format: str
+    width: int
+    height: int
+
+    @property
+    def content_type(self) -> str:
+        """MIME type from the decoded format, never from the client's claim."""
+        return CONTENT_TYPES[self.image_format]
+
+    @property
+    def extension(self) -> str:
+        """File extension used on disk."""
+        return EXTENSIONS[self.image_format]
+
+
+def read_limited(upload: FileStorage, max_bytes: int) -> bytes:
+    """The upload's bytes, or a 413 if it is larger than max_bytes."""
+    data = upload.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ApiError(
+            413,
+            "file_too_large",
+            f"{_display_name(upload)} is larger than the limit of {max_bytes} bytes.",
+        )
+    return data
+
+
+def check_image(
+    upload: FileStorage, *, formats: frozenset[str], max_bytes: int, max_pixels: int
+) -> CheckedImage:
+    """Decode the whole image to prove what it is; refuse bombs, corrupt and foreign files."""
+    name = _display_name(upload)
+    data = read_limited(upload, max_bytes)
+    if not data:
+        raise ApiError(400, "empty_file", f"{name} is empty.")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns below 2x MAX_IMAGE_PIXELS; the size is checked explicitly below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image_format = image.format or ""
+                width, height = image.size
+                if image_format not in formats:
+                    raise _unsupported(name, image_format or "unknown", formats)
+                if width * height > max_pixels:
+                    raise _too_many_pixels(name, width, height, max_pixels)
+                image.load()
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(name, 0, 0, max_pixels) from None
+    except UnidentifiedImageError:
+        raise _unsupported(name, "not an image", formats) from None
+    except ApiError:
+        raise
+    except Exception as exc:  # Pillow raises many types for truncated or malformed data.
+        raise ApiError(
+            422, "corrupt_image", f"{name} could not be decoded as {image_format}: {exc}"
+        ) from None
+    return CheckedImage(name, data, image_format, width, height)
+
+
+def _display_name(upload: FileStorage) -> str:
+    return secure_filename(upload.filename or "") or "upload"
+
+
+def _unsupported(name: str, found: str, formats: frozenset[str]) -> ApiError:
+    return ApiError(
+        415,
+        "unsupported_media_type",
+        f"{name} is {found}; accepted formats: {', '.join(sorted(formats))}.",
+    )
+
+
+def _too_many_pixels(name: str, width: int, height: int, max_pixels: int) -> ApiError:
+    size = f" ({width}x{height})" if width else ""
+    return ApiError(413, "image_too_large", f"{name}{size} has more than {max_pixels} pixels.")

@@ -1,0 +1,11 @@
+"""Worker entry point: ``celery -A workers.celery_app worker -Q gpu,cpu``."""
+
+from __future__ import annotations
+
+from webapp import create_app
+from workers import startup  # noqa: F401  (connects the worker signals)
+
+flask_app = create_app()
+celery = flask_app.extensions["celery"]
+# Task modules are imported by workers only; the web publishes by name.
+celery.conf.include = ["tasks.perimeter"]
