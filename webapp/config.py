@@ -61,8 +61,7 @@ class Settings(BaseSettings):
         if self.BROKER_VISIBILITY_TIMEOUT <= self.TASK_TIME_LIMIT:
             raise ValueError("BROKER_VISIBILITY_TIMEOUT must exceed TASK_TIME_LIMIT")
         weak_secret = (
-            self.SECRET_KEY == DEV_SECRET_KEY
-            or len(self.SECRET_KEY) < MIN_PRODUCTION_SECRET_LENGTH
+            self.SECRET_KEY == DEV_SECRET_KEY or len(self.SECRET_KEY) < MIN_PRODUCTION_SECRET_LENGTH
         )
         if self.SCANQUEUE_ENV is Environment.PRODUCTION and weak_secret:
             raise ValueError(

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.builders import bearer, make_user
-from tests.conftest import REPO_ROOT, build_app, fresh_postgres_database
+from tests.conftest import build_app, fresh_postgres_database
 from webapp.extensions import db
+from workers.launch import start_worker, stop_worker
 
-WORKER_READY_TIMEOUT = 90
 JOB_TIMEOUT = 90
 
 
@@ -35,39 +32,6 @@ class WorkerStack:
     def log(self) -> str:
         """Everything the worker wrote so far."""
         return self.log_path.read_text(errors="replace")
-
-
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``celery worker`` on both queues and wait until it says it is ready."""
-    command = [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-        "-Q", "gpu,cpu", "--concurrency", "2", "--pool", "prefork",
-        "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
-        "--loglevel", "INFO",
-    ]  # fmt: skip
-    handle = log_path.open("wb")
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + WORKER_READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited early:\n{log_path.read_text()}")
-        if " ready." in log_path.read_text(errors="replace"):
-            return process
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"worker not ready after {WORKER_READY_TIMEOUT} s:\n{log_path.read_text()}")
-
-
-def stop_worker(process: subprocess.Popen[bytes]) -> None:
-    """Warm shutdown, then kill if it hangs."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="session")

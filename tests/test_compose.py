@@ -1,0 +1,278 @@
+"""Static checks of docker-compose.yml (no Docker needed) and of the service probes.
+
+The compose file is easy to break silently: a renamed module, a settings field that no longer
+exists, a lost healthcheck or a second beat only show up at deploy time. These tests read the
+YAML and hold it to the architecture instead. The probe tests talk to real servers, no mocks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+
+BACKEND_SERVICES = ("redis", "postgres")
+APP_SERVICES = ("migrate", "web", "worker-gpu", "worker-cpu", "beat", "flower")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """The parsed compose file (anchors and merge keys resolved by PyYAML)."""
+    with COMPOSE_FILE.open() as handle:
+        data = yaml.safe_load(handle)
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
+    return data
+
+
+@pytest.fixture()
+def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Make the repository importable however pytest was started (editable install or not)."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    yield
+
+
+@pytest.fixture(scope="module")
+def services_module() -> ModuleType:
+    """scripts/services.py, loaded by path so no other `scripts` package can shadow it."""
+    spec = importlib.util.spec_from_file_location(
+        "scanqueue_services_under_test", REPO_ROOT / "scripts" / "services.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and friends look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def argv_of(service: dict[str, Any]) -> list[str]:
+    """A service's command as a list, whether written as a list or a string."""
+    command = service.get("command")
+    if command is None:
+        return []
+    return [str(part) for part in command] if isinstance(command, list) else shlex.split(command)
+
+
+def option(argv: list[str], *names: str) -> str | None:
+    """Value of the first of ``names`` in ``argv`` (``--opt value`` or ``--opt=value``)."""
+    for index, arg in enumerate(argv):
+        for name in names:
+            if arg == name and index + 1 < len(argv):
+                return argv[index + 1]
+            if name.startswith("--") and arg.startswith(name + "="):
+                return arg[len(name) + 1 :]
+    return None
+
+
+def environment_of(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as a mapping (compose also allows a list of NAME=value)."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def app_target(argv: list[str]) -> str | None:
+    """The ``module[:attr]`` an application command loads: celery -A, flask --app, gunicorn."""
+    if not argv:
+        return None
+    program = Path(argv[0]).name
+    if program == "celery":
+        return option(argv, "-A", "--app")
+    if program == "flask":
+        return option(argv, "--app")
+    if program == "gunicorn":
+        apps = [arg for arg in argv[1:] if not arg.startswith("-") and ":" in arg]
+        return apps[-1] if apps else None
+    return None
+
+
+def _top_level_in_repo(location: Path, module: str) -> bool:
+    """Whether ``location`` lies in this checkout's own top-level package (not in .venv)."""
+    try:
+        parts = location.resolve().relative_to(REPO_ROOT).parts
+    except ValueError:
+        return False
+    top = module.split(".")[0]
+    return bool(parts) and parts[0] in (top, f"{top}.py")
+
+
+def resolves_in_repo(target: str) -> bool:
+    """Whether ``module[:attr]`` names code in this repository.
+
+    Celery also accepts ``package.attribute`` for an app object defined in the package, so when
+    the dotted name is not a module its parent must be one whose source defines that name.
+    """
+    module, _, _attr = target.partition(":")
+    candidates = [(module, None)]
+    if "." in module:
+        parent, _, name = module.rpartition(".")
+        candidates.append((parent, name))
+    for name, attribute in candidates:
+        try:
+            spec = importlib.util.find_spec(name)
+        except ImportError:  # a missing parent package raises instead of returning None
+            spec = None
+        if spec is None:
+            continue
+        location = spec.origin or next(iter(spec.submodule_search_locations or []), None)
+        if location is None or not _top_level_in_repo(Path(location), name):
+            continue
+        if attribute is None:
+            return True
+        if spec.origin and attribute in Path(spec.origin).read_text(errors="replace"):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# compose structure
+# --------------------------------------------------------------------------------------------
+
+
+def test_expected_services_exist(compose: dict[str, Any]) -> None:
+    missing = set(BACKEND_SERVICES + APP_SERVICES) - set(compose["services"])
+    assert not missing, f"docker-compose.yml lacks services: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_share_the_app_environment(compose: dict[str, Any], name: str) -> None:
+    shared = {str(k): str(v) for k, v in compose["x-app-env"].items()}
+    env = environment_of(compose["services"][name])
+    assert {k: env.get(k) for k in shared} == shared, f"{name} does not use the x-app-env block"
+
+
+@pytest.mark.usefixtures("repo_on_path")
+def test_app_environment_names_are_settings_fields(compose: dict[str, Any]) -> None:
+    # Importing the settings class must not need a database or a broker.
+    from webapp.config import Settings
+
+    unknown = set(compose["x-app-env"]) - set(Settings.model_fields)
+    assert not unknown, f"x-app-env sets variables Settings does not read: {sorted(unknown)}"
+    assert compose["x-app-env"]["SCANQUEUE_ENV"] == "production"
+
+
+@pytest.mark.usefixtures("repo_on_path")
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_commands_name_modules_in_this_repo(compose: dict[str, Any], name: str) -> None:
+    argv = argv_of(compose["services"][name])
+    target = app_target(argv)
+    assert target, f"{name}: no celery -A / flask --app / gunicorn app in {argv}"
+    if Path(argv[0]).name == "gunicorn":
+        assert target.endswith(":create_app()"), f"{name}: gunicorn must use the app factory"
+    assert resolves_in_repo(target), f"{name}: {target!r} does not resolve to a module here"
+
+
+@pytest.mark.parametrize(("name", "probe"), [("redis", "redis-cli"), ("postgres", "pg_isready")])
+def test_backends_have_healthchecks(compose: dict[str, Any], name: str, probe: str) -> None:
+    healthcheck = compose["services"][name].get("healthcheck") or {}
+    test = healthcheck.get("test")
+    assert test and not healthcheck.get("disable"), f"{name} has no healthcheck"
+    text = test if isinstance(test, str) else " ".join(map(str, test))
+    assert probe in text
+
+
+def test_web_waits_for_backends_and_migrations(compose: dict[str, Any]) -> None:
+    depends = compose["services"]["web"].get("depends_on")
+    assert isinstance(depends, dict), "web.depends_on must be a mapping with conditions"
+    for backend in BACKEND_SERVICES:
+        assert depends.get(backend, {}).get("condition") == "service_healthy"
+    assert depends.get("migrate", {}).get("condition") == "service_completed_successfully"
+
+
+def test_migrate_runs_once(compose: dict[str, Any]) -> None:
+    migrate = compose["services"]["migrate"]
+    assert argv_of(migrate)[-2:] == ["db", "upgrade"]
+    assert str(migrate.get("restart")) == "no"
+
+
+def test_gpu_worker_reserves_one_gpu_and_takes_one_job(compose: dict[str, Any]) -> None:
+    service = compose["services"]["worker-gpu"]
+    argv = argv_of(service)
+    assert option(argv, "-Q", "--queues") == "gpu"
+    assert option(argv, "-c", "--concurrency") == "1"
+    assert option(argv, "--prefetch-multiplier") == "1"
+    devices = service["deploy"]["resources"]["reservations"]["devices"]
+    gpus = [d for d in devices if "gpu" in d.get("capabilities", [])]
+    assert len(gpus) == 1 and gpus[0].get("count") == 1
+
+
+def test_cpu_worker_consumes_cpu(compose: dict[str, Any]) -> None:
+    queues = option(argv_of(compose["services"]["worker-cpu"]), "-Q", "--queues") or ""
+    assert "cpu" in queues.split(",")
+    assert "gpu" not in queues.split(","), "the cpu worker must not take GPU jobs"
+
+
+def test_exactly_one_beat(compose: dict[str, Any]) -> None:
+    beat = compose["services"]["beat"]
+    assert "beat" in argv_of(beat)
+    assert beat.get("deploy", {}).get("replicas") == 1
+    assert beat.get("scale", 1) == 1
+    others = [n for n, s in compose["services"].items() if n != "beat" and "beat" in argv_of(s)]
+    assert not others, f"beat also runs in {others}: scheduled tasks would fire twice"
+
+
+def test_flower_requires_basic_auth(compose: dict[str, Any]) -> None:
+    auth = option(argv_of(compose["services"]["flower"]), "--basic-auth")
+    assert auth, "flower must be started with --basic-auth"
+
+
+def test_redis_persists_with_appendonly(compose: dict[str, Any]) -> None:
+    assert option(argv_of(compose["services"]["redis"]), "--appendonly") == "yes"
+
+
+# --------------------------------------------------------------------------------------------
+# scripts/services.py probes, against real sockets
+# --------------------------------------------------------------------------------------------
+
+
+def test_redis_probe_answers_true_for_real_redis(services_module: ModuleType) -> None:
+    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    ok, why = services_module.probe_redis(url)
+    assert ok, f"no Redis answers at {url} ({why}); run the tests with `make test`"
+    assert services_module.redis_ping(url) is True
+
+
+def test_redis_probe_is_false_on_a_closed_port(services_module: ModuleType) -> None:
+    # Bound but not listening: connections are refused and no other process can take the port.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        assert services_module.redis_ping(f"redis://127.0.0.1:{port}/0", timeout=1.0) is False
+
+
+def test_redis_probe_is_false_for_a_silent_listener(services_module: ModuleType) -> None:
+    # A TCP connect alone proves nothing: a listener that never answers PING is not Redis.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        assert services_module.redis_ping(f"redis://127.0.0.1:{port}/0", timeout=0.5) is False
+
+
+def test_postgres_wire_probe_logs_in(services_module: ModuleType) -> None:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("TEST_DATABASE_URL is not set (make test sets it)")
+    dsn = services_module.libpq_url(url)
+    assert services_module._probe_postgres_wire(dsn, 2.0) == (True, "")
+    missing_db = dsn.rsplit("/", 1)[0] + "/scanqueue_no_such_database"
+    ok, why = services_module._probe_postgres_wire(missing_db, 2.0)
+    assert not ok and "does not exist" in why

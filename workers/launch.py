@@ -1,0 +1,55 @@
+"""Start and stop a ``celery worker`` process (used by the integration tests and the benchmarks)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from webapp.config import PROJECT_ROOT
+
+READY_MARKER = " ready."
+
+
+def start_worker(
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    queues: str = "gpu,cpu",
+    concurrency: int = 2,
+    ready_timeout: float = 90.0,
+) -> subprocess.Popen[bytes]:
+    """Start a worker on the queues and return once it logs that it is ready."""
+    command = [
+        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+        "-Q", queues, "--concurrency", str(concurrency), "--pool", "prefork",
+        "-n", f"w-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
+        "--loglevel", "INFO",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        output = log_path.read_text(errors="replace")
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited with {process.returncode}:\n{output}")
+        if READY_MARKER in output:
+            return process
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"worker not ready after {ready_timeout} s:\n{log_path.read_text()}")
+
+
+def stop_worker(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Warm shutdown (finish the current task), then kill if it does not exit in time."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
