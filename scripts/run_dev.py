@@ -341,7 +341,7 @@ def child_env() -> dict[str, str]:
     """Environment for every child: development settings, unbuffered output through pipes."""
     env = dict(os.environ)
     env.setdefault("SCANQUEUE_ENV", "development")
-    env.setdefault("FLASK_DEBUG", "1")
+    # No FLASK_DEBUG by default: the interactive debugger runs code; export it to opt in.
     # Without this, Python children block-buffer their logs when writing into our pipe.
     env["PYTHONUNBUFFERED"] = "1"
     return env

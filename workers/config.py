@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from scheduler.schedule import BEAT_SCHEDULE
 
 GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
+QUEUES = (GPU_QUEUE, CPU_QUEUE)
 
 # Routes by explicit task name: producers (the web) publish by name without importing the tasks.
 TASK_ROUTES: dict[str, dict[str, str]] = {
@@ -43,7 +44,9 @@ def build_celery_config(
         "task_serializer": "json",
         "accept_content": ["json"],
         "event_serializer": "json",
-        "task_queues": [Queue(GPU_QUEUE), Queue(CPU_QUEUE)],
+        # Each queue gets its own exchange and routing key: left implicit, Celery binds every queue
+        # to the default exchange and key, and a message for one queue would land in both.
+        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         "task_default_queue": CPU_QUEUE,
         "task_routes": TASK_ROUTES,
         "task_create_missing_queues": False,

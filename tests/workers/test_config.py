@@ -23,9 +23,31 @@ def test_reliability_settings() -> None:
     assert config["broker_transport_options"]["visibility_timeout"] > config["task_time_limit"]
     assert config["task_soft_time_limit"] < config["task_time_limit"]
     assert {queue.name for queue in config["task_queues"]} == {GPU_QUEUE, CPU_QUEUE}
+    for queue in config["task_queues"]:
+        assert queue.exchange.name == queue.routing_key == queue.name
 
 
 def test_app_celery_publishes_to_the_routed_queue(app: Flask) -> None:
     celery = app.extensions["celery"]
     route = celery.amqp.router.route({}, "scanqueue.perimeter", args=("x",), kwargs={})
     assert route["queue"].name == CPU_QUEUE
+
+
+def test_a_routed_message_lands_in_exactly_one_queue(tmp_path, redis_url: str) -> None:
+    import redis
+
+    from tests.conftest import build_app
+
+    # A Redis database of its own: the integration worker consumes the usual test database.
+    isolated = redis_url.rsplit("/", 1)[0] + "/13"
+    client = redis.Redis.from_url(isolated)
+    client.flushdb()
+    app = build_app(f"sqlite:///{tmp_path / 'q.db'}", isolated, tmp_path / "media")
+    celery = app.extensions["celery"]
+    # Declare every queue with its bindings, as a worker consuming both queues does at start-up.
+    with celery.connection_for_write() as connection:
+        for queue in celery.amqp.queues.values():
+            queue(connection.default_channel).declare()
+    celery.send_task("scanqueue.perimeter", args=["x"])
+    assert (client.llen(CPU_QUEUE), client.llen(GPU_QUEUE)) == (1, 0)
+    client.flushdb()

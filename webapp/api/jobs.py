@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, g, jsonify, request, send_file, url_for
@@ -33,8 +34,11 @@ def media_storage() -> MediaStorage:
     return MediaStorage(current_settings().MEDIA_ROOT)
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    # SQLite hands timestamps back without a zone; they were written in UTC.
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def job_to_json(job: Job) -> dict[str, Any]:
