@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from celery import Task, shared_task
-from pipelines.perimeter import perimeter_pipeline
 
+from pipelines.perimeter import perimeter_pipeline
 from tasks.runner import run_job
 
 

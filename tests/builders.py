@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import math
 from typing import Any
 
 from flask.testing import FlaskClient
 from PIL import Image, ImageDraw
+from werkzeug.test import TestResponse
 
 from webapp.extensions import db
 from webapp.records import User
@@ -70,3 +72,27 @@ def encode(image: Image.Image, image_format: str, **options: Any) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=image_format, **options)
     return buffer.getvalue()
+
+
+def submit_job(
+    client: FlaskClient,
+    headers: dict[str, str],
+    files: list[tuple[bytes, str]] | None = None,
+    params: object = None,
+    job_type: str = "perimeter",
+    **extra: object,
+) -> TestResponse:
+    """POST /api/v1/jobs; defaults to a valid perimeter job (an ellipse mask, 0.1 mm pixels)."""
+    if files is None:
+        files = [(ellipse_mask_png(), "mask.png")]
+    if params is None:
+        params = {"pixel_spacing_mm": 0.1}
+    data: dict[str, object] = {
+        "type": job_type,
+        **extra,
+        "params": params if isinstance(params, str) else json.dumps(params),
+        "files": [(io.BytesIO(content), name) for content, name in files],
+    }
+    return client.post(
+        "/api/v1/jobs", data=data, headers=headers, content_type="multipart/form-data"
+    )

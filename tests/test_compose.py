@@ -267,12 +267,10 @@ def test_redis_probe_is_false_for_a_silent_listener(services_module: ModuleType)
         assert services_module.redis_ping(f"redis://127.0.0.1:{port}/0", timeout=0.5) is False
 
 
-def test_postgres_wire_probe_logs_in(services_module: ModuleType) -> None:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        pytest.skip("TEST_DATABASE_URL is not set (make test sets it)")
-    dsn = services_module.libpq_url(url)
-    assert services_module._probe_postgres_wire(dsn, 2.0) == (True, "")
-    missing_db = dsn.rsplit("/", 1)[0] + "/scanqueue_no_such_database"
-    ok, why = services_module._probe_postgres_wire(missing_db, 2.0)
+def test_postgres_probe_logs_in(services_module: ModuleType) -> None:
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    assert services_module.probe_postgres(POSTGRES_ADMIN_URL, 2.0) == (True, "")
+    missing_db = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/scanqueue_no_such_database"
+    ok, why = services_module.probe_postgres(missing_db, 2.0)
     assert not ok and "does not exist" in why

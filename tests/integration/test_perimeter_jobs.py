@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 
 import pytest
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.builders import blank_png, ellipse_mask_png
+from tests.builders import blank_png, ellipse_mask_png, submit_job
 from tests.conftest import HC18_DIR
 from tests.integration.conftest import WorkerStack, wait_for_final
 
@@ -22,16 +21,7 @@ Client = tuple[FlaskClient, dict[str, str]]
 
 def submit_mask(client: FlaskClient, headers: dict[str, str], png: bytes, spacing: float) -> str:
     """Submit a perimeter job and return its URL."""
-    response = client.post(
-        "/api/v1/jobs",
-        headers=headers,
-        content_type="multipart/form-data",
-        data={
-            "type": "perimeter",
-            "params": json.dumps({"pixel_spacing_mm": spacing}),
-            "files": [(io.BytesIO(png), "mask.png")],
-        },
-    )
+    response = submit_job(client, headers, [(png, "mask.png")], {"pixel_spacing_mm": spacing})
     assert response.status_code == 202, response.get_json()
     return response.headers["Location"]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from flask.testing import FlaskClient
 import tasks.perimeter  # noqa: F401  (registers the task with the app's Celery)
 from pipelines.base import PipelineOutput, ProgressCallback
 from tasks.runner import run_job
-from tests.builders import bearer, blank_png, ellipse_mask_png, make_user
+from tests.builders import bearer, blank_png, make_user, submit_job
 from webapp import job_state
 from webapp.extensions import db
 from webapp.records import Artifact, Job
@@ -30,16 +28,8 @@ def perimeter_task(app: Flask) -> Task:
 def new_job(client: FlaskClient, png: bytes | None = None) -> uuid.UUID:
     """A queued perimeter job submitted through the API."""
     headers = bearer(client, make_user().email)
-    response = client.post(
-        "/api/v1/jobs",
-        headers=headers,
-        content_type="multipart/form-data",
-        data={
-            "type": "perimeter",
-            "params": json.dumps({"pixel_spacing_mm": 0.1}),
-            "files": [(io.BytesIO(png or ellipse_mask_png()), "m.png")],
-        },
-    )
+    files = [(png, "m.png")] if png else None
+    response = submit_job(client, headers, files=files)
     assert response.status_code == 202
     return uuid.UUID(response.get_json()["id"])
 

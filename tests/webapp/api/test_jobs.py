@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import io
-import json
 import uuid
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
+from werkzeug.test import TestResponse
 
-from tests.builders import bearer, blank_png, ellipse_mask_png, encode, make_user
+from tests.builders import bearer, blank_png, ellipse_mask_png, encode, make_user, submit_job
+from tests.conftest import build_app
 from webapp.extensions import db
 from webapp.records import Artifact, Job, JobInput, JobStatus
 
@@ -22,27 +21,6 @@ def headers(client: FlaskClient) -> dict[str, str]:
     """A signed-in user's authorization headers."""
     user = make_user()
     return bearer(client, user.email)
-
-
-def submit(
-    client: FlaskClient,
-    headers: dict[str, str],
-    files: list[tuple[bytes, str]] | None = None,
-    params: object = None,
-    job_type: str = "perimeter",
-    **extra: object,
-):
-    """POST /api/v1/jobs with the given files and params."""
-    if files is None:
-        files = [(ellipse_mask_png(), "mask.png")]
-    data: dict[str, object] = {"type": job_type, **extra}
-    if params is None:
-        params = {"pixel_spacing_mm": 0.1}
-    data["params"] = params if isinstance(params, str) else json.dumps(params)
-    data["files"] = [(io.BytesIO(content), name) for content, name in files]
-    return client.post(
-        "/api/v1/jobs", data=data, headers=headers, content_type="multipart/form-data"
-    )
 
 
 def stored_files(media_root: Path) -> list[Path]:
@@ -61,7 +39,7 @@ def test_submit_returns_202_with_location_and_stores_the_input(
     client: FlaskClient, headers: dict[str, str], media_root: Path
 ) -> None:
     png = ellipse_mask_png()
-    response = submit(client, headers, files=[(png, "mask.png")])
+    response = submit_job(client, headers, files=[(png, "mask.png")])
 
     assert response.status_code == 202, response.get_json()
     body = response.get_json()
@@ -81,7 +59,7 @@ def test_content_type_comes_from_the_decoded_image_not_the_name(
     client: FlaskClient, headers: dict[str, str]
 ) -> None:
     jpeg = ellipse_mask_png(image_format="JPEG")
-    response = submit(client, headers, files=[(jpeg, "looks-like.png")])
+    response = submit_job(client, headers, files=[(jpeg, "looks-like.png")])
     assert response.status_code == 202
     assert response.get_json()["inputs"][0]["content_type"] == "image/jpeg"
 
@@ -137,7 +115,7 @@ def test_bad_submissions_are_refused_and_leave_nothing_behind(
     case: str, client: FlaskClient, headers: dict[str, str], media_root: Path
 ) -> None:
     kwargs, status, code = BAD_SUBMISSIONS[case]
-    response = submit(client, headers, **kwargs)
+    response = submit_job(client, headers, **kwargs)
 
     assert response.status_code == status, response.get_json()
     error = response.get_json()["error"]
@@ -146,40 +124,30 @@ def test_bad_submissions_are_refused_and_leave_nothing_behind(
     assert_nothing_stored(media_root)
 
 
-def test_file_over_the_size_limit_is_refused(
-    backend_app: Flask, tmp_path: Path, redis_url: str
-) -> None:
-    from tests.conftest import build_app
-
-    small = build_app(
-        f"sqlite:///{tmp_path / 'small.db'}", redis_url, tmp_path / "media", MAX_UPLOAD_BYTES=1000
-    )
-    with small.app_context():
-        client = small.test_client()
-        user = make_user()
-        response = submit(client, bearer(client, user.email))
-        assert response.status_code == 413
-        assert response.get_json()["error"]["code"] == "file_too_large"
+def submit_to_separate_app(tmp_path: Path, redis_url: str, **settings: object) -> TestResponse:
+    """Submit a valid job to an app of its own (SQLite) with the given settings."""
+    app = build_app(f"sqlite:///{tmp_path / 'own.db'}", redis_url, tmp_path / "media", **settings)
+    with app.app_context():
+        client = app.test_client()
+        response = submit_job(client, bearer(client, make_user().email))
         assert_nothing_stored(tmp_path / "media")
+    return response
+
+
+def test_file_over_the_size_limit_is_refused(tmp_path: Path, redis_url: str) -> None:
+    response = submit_to_separate_app(tmp_path, redis_url, MAX_UPLOAD_BYTES=1000)
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "file_too_large"
 
 
 def test_unreachable_queue_answers_503_and_keeps_nothing(tmp_path: Path) -> None:
-    from tests.conftest import build_app
-
-    offline = build_app(
-        f"sqlite:///{tmp_path / 'offline.db'}", "redis://127.0.0.1:1/0", tmp_path / "media"
-    )
-    with offline.app_context():
-        client = offline.test_client()
-        user = make_user()
-        response = submit(client, bearer(client, user.email))
-        assert response.status_code == 503
-        assert response.get_json()["error"]["code"] == "queue_unavailable"
-        assert_nothing_stored(tmp_path / "media")
+    response = submit_to_separate_app(tmp_path, "redis://127.0.0.1:1/0")
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "queue_unavailable"
 
 
 def test_get_job_and_retry_after_until_final(client: FlaskClient, headers: dict[str, str]) -> None:
-    job_id = submit(client, headers).get_json()["id"]
+    job_id = submit_job(client, headers).get_json()["id"]
     response = client.get(f"/api/v1/jobs/{job_id}", headers=headers)
     assert response.status_code == 200
     assert response.get_json()["id"] == job_id
@@ -195,7 +163,7 @@ def test_get_job_and_retry_after_until_final(client: FlaskClient, headers: dict[
 def test_list_is_newest_first_paginated_and_filtered(
     client: FlaskClient, headers: dict[str, str]
 ) -> None:
-    ids = [submit(client, headers).get_json()["id"] for _ in range(3)]
+    ids = [submit_job(client, headers).get_json()["id"] for _ in range(3)]
     db.session.get(Job, uuid.UUID(ids[0])).status = JobStatus.FAILED.value
     db.session.commit()
 
@@ -214,7 +182,7 @@ def test_list_is_newest_first_paginated_and_filtered(
 def test_another_users_job_and_artifacts_are_404(
     client: FlaskClient, headers: dict[str, str], media_root: Path
 ) -> None:
-    job_id = submit(client, headers).get_json()["id"]
+    job_id = submit_job(client, headers).get_json()["id"]
     job = db.session.get(Job, uuid.UUID(job_id))
     path = f"jobs/{job_id}/artifacts/overlay.png"
     (media_root / path).parent.mkdir(parents=True)
@@ -248,7 +216,7 @@ def test_another_users_job_and_artifacts_are_404(
 
 
 def test_cancel_a_queued_job_then_409(client: FlaskClient, headers: dict[str, str]) -> None:
-    job_id = submit(client, headers).get_json()["id"]
+    job_id = submit_job(client, headers).get_json()["id"]
     response = client.delete(f"/api/v1/jobs/{job_id}", headers=headers)
     assert response.status_code == 200
     assert response.get_json()["status"] == "cancelled"
@@ -260,7 +228,7 @@ def test_cancel_a_queued_job_then_409(client: FlaskClient, headers: dict[str, st
 
 def test_unknown_job_and_artifact_are_404(client: FlaskClient, headers: dict[str, str]) -> None:
     assert client.get(f"/api/v1/jobs/{uuid.uuid4()}", headers=headers).status_code == 404
-    job_id = submit(client, headers).get_json()["id"]
+    job_id = submit_job(client, headers).get_json()["id"]
     response = client.get(f"/api/v1/jobs/{job_id}/artifacts/nothing.png", headers=headers)
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "artifact_not_found"
@@ -283,4 +251,4 @@ def test_every_route_needs_a_token(client: FlaskClient) -> None:
 
 def test_empty_mask_is_accepted_at_upload(client: FlaskClient, headers: dict[str, str]) -> None:
     # Validity of the object is the pipeline's call (it fails the job with a reason), not upload's.
-    assert submit(client, headers, files=[(blank_png(), "empty.png")]).status_code == 202
+    assert submit_job(client, headers, files=[(blank_png(), "empty.png")]).status_code == 202
