@@ -138,3 +138,16 @@ def test_missing_input_file_fails_clearly(
 @pytest.mark.parametrize("job_id", [str(uuid.uuid4())])
 def test_unknown_job_is_skipped(app: Flask, job_id: str) -> None:
     assert perimeter_task(app).apply(args=[job_id]).get() == "skipped"
+
+
+def test_soft_time_limit_fails_the_job_with_time_limit(app: Flask, client: FlaskClient) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    job_id = new_job(client)
+
+    def too_slow(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
+        raise SoftTimeLimitExceeded()
+
+    assert run_job(perimeter_task(app), str(job_id), too_slow) == "failed"
+    job = fetch(job_id)
+    assert job.error_code == "time_limit" and "120 s" in job.error_message

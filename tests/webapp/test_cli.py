@@ -1,0 +1,36 @@
+"""``flask --app webapp users ...``: create accounts from the command line."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from webapp.extensions import db
+from webapp.records import User
+
+
+def test_create_user_then_refuse_a_duplicate(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["users", "create", "New@Example.org", "--password", "long-enough"])
+    assert result.exit_code == 0, result.output
+    user = db.session.scalar(db.select(User).filter_by(email="new@example.org"))
+    assert user is not None and user.check_password("long-enough")
+    assert user.password_hash.startswith("scrypt:")
+
+    again = runner.invoke(args=["users", "create", "new@example.org", "--password", "long-enough"])
+    assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_create_user_refuses_bad_input(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    short = runner.invoke(args=["users", "create", "a@example.org", "--password", "short"])
+    not_email = runner.invoke(args=["users", "create", "nobody", "--password", "long-enough"])
+    assert short.exit_code != 0 and "at least 8" in short.output
+    assert not_email.exit_code != 0 and "email" in not_email.output
+    assert db.session.scalar(db.select(db.func.count()).select_from(User)) == 0
+
+
+def test_users_exists_exit_codes(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    runner.invoke(args=["users", "create", "here@example.org", "--password", "long-enough"])
+    assert runner.invoke(args=["users", "exists", "HERE@example.org"]).exit_code == 0
+    assert runner.invoke(args=["users", "exists", "gone@example.org"]).exit_code == 1
