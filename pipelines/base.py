@@ -32,8 +32,18 @@ class ArtifactData:
 
 
 @dataclass(frozen=True)
+class ModelIdentity:
+    """Which weights produced an output: recorded on the job."""
+
+    name: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class PipelineOutput:
-    """A JSON-safe result and the files that go with it."""
+    """A JSON-safe result, the files that go with it, and the model that made it (if any)."""
 
     result: dict[str, Any]
     artifacts: list[ArtifactData] = field(default_factory=list)
+    model: ModelIdentity | None = None

@@ -8,6 +8,7 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 from flask.testing import FlaskClient
 from PIL import Image, ImageDraw
 from werkzeug.test import TestResponse
@@ -96,3 +97,30 @@ def submit_job(
     return client.post(
         "/api/v1/jobs", data=data, headers=headers, content_type="multipart/form-data"
     )
+
+
+def dicom_bytes(pixels: np.ndarray, pixel_spacing: tuple[float, float] | None) -> bytes:
+    """A minimal valid DICOM (8-bit MONOCHROME2) holding the pixels and optional PixelSpacing."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = FileDataset("scan.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.Modality = "US"
+    dataset.Rows, dataset.Columns = pixels.shape
+    dataset.SamplesPerPixel = 1
+    dataset.PhotometricInterpretation = "MONOCHROME2"
+    dataset.BitsAllocated = dataset.BitsStored = 8
+    dataset.HighBit = 7
+    dataset.PixelRepresentation = 0
+    if pixel_spacing is not None:
+        dataset.PixelSpacing = [f"{pixel_spacing[0]:.6g}", f"{pixel_spacing[1]:.6g}"]
+    dataset.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

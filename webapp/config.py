@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     BROKER_VISIBILITY_TIMEOUT: int = Field(default=3600, gt=0)
     TASK_MAX_RETRIES: int = Field(default=3, ge=0)
 
+    # Models: the registry folder and which model (and version; empty = newest) serves a job type.
+    MODEL_DIR: Path = PROJECT_ROOT / "models" / "registry"
+    SEGMENTATION_MODEL: str = "hc18-unet"
+    SEGMENTATION_MODEL_VERSION: str = ""
+
     # Polling hint for clients, seconds.
     POLL_RETRY_AFTER: int = Field(default=1, gt=0)
 

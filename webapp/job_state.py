@@ -88,6 +88,10 @@ def succeed(job_id: uuid.UUID, output: PipelineOutput, storage: MediaStorage) ->
         artifact.storage_path = blob.storage_path
         db.session.add(artifact)
     job.result = output.result
+    if output.model is not None:
+        job.model_name = output.model.name
+        job.model_version = output.model.version
+        job.model_sha256 = output.model.sha256
     job.status = JobStatus.SUCCEEDED.value
     job.progress = 100
     job.error_code = None

@@ -44,6 +44,13 @@ def _perimeter_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"pixel_spacing_mm": positive_number(params, "pixel_spacing_mm")}
 
 
+def _segmentation_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    reject_unknown(params, {"pixel_spacing_mm"})
+    if "pixel_spacing_mm" not in params:
+        return {}
+    return {"pixel_spacing_mm": positive_number(params, "pixel_spacing_mm")}
+
+
 @dataclass(frozen=True)
 class JobType:
     """What a job type accepts and which task (by name; the web never imports tasks) runs it."""
@@ -58,6 +65,7 @@ class JobType:
 
 
 MASK_FORMATS = frozenset({"PNG", "JPEG", "TIFF"})
+SCAN_FORMATS = MASK_FORMATS | {"DICOM"}
 
 JOB_TYPES: dict[str, JobType] = {
     job_type.name: job_type
@@ -73,6 +81,19 @@ JOB_TYPES: dict[str, JobType] = {
             max_files=1,
             image_formats=MASK_FORMATS,
             validate_params=_perimeter_params,
+        ),
+        JobType(
+            name="segmentation",
+            task_name="scanqueue.segmentation",
+            description=(
+                "Segment a scan (PNG, JPEG, TIFF or DICOM) with the configured registry model: "
+                "mask and overlay PNGs at the scan's resolution, pixel area of every class "
+                "(in mm² when pixel_spacing_mm is given or the DICOM has PixelSpacing)."
+            ),
+            min_files=1,
+            max_files=1,
+            image_formats=SCAN_FORMATS,
+            validate_params=_segmentation_params,
         ),
     )
 }

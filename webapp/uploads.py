@@ -10,10 +10,18 @@ from PIL import Image, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
+from pipelines.base import PipelineError
+from pipelines.scans import dicom_pixel_spacing
 from webapp.errors import ApiError
 
-CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "TIFF": "image/tiff"}
-EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "TIFF": "tif"}
+CONTENT_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "TIFF": "image/tiff",
+    "DICOM": "application/dicom",
+}
+EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "TIFF": "tif", "DICOM": "dcm"}
+DICOM_PREAMBLE = 128
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,7 @@ class CheckedImage:
     image_format: str
     width: int
     height: int
+    pixel_spacing_mm: float | None = None
 
     @property
     def content_type(self) -> str:
@@ -57,6 +66,10 @@ def check_image(
     data = read_limited(upload, max_bytes)
     if not data:
         raise ApiError(400, "empty_file", f"{name} is empty.")
+    if data[DICOM_PREAMBLE : DICOM_PREAMBLE + 4] == b"DICM":
+        if "DICOM" not in formats:
+            raise _unsupported(name, "DICOM", formats)
+        return _check_dicom(name, data, max_pixels)
     try:
         with warnings.catch_warnings():
             # Pillow only warns below 2x MAX_IMAGE_PIXELS; the size is checked explicitly below.
@@ -97,3 +110,25 @@ def _unsupported(name: str, found: str, formats: frozenset[str]) -> ApiError:
 def _too_many_pixels(name: str, width: int, height: int, max_pixels: int) -> ApiError:
     size = f" ({width}x{height})" if width else ""
     return ApiError(413, "image_too_large", f"{name}{size} has more than {max_pixels} pixels.")
+
+
+def _check_dicom(name: str, data: bytes, max_pixels: int) -> CheckedImage:
+    """Read the DICOM header and decode its pixel data; note the square pixel size if present."""
+    import pydicom  # numpy-based; imported only when a DICOM file arrives
+
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+        if rows * columns > max_pixels:
+            raise _too_many_pixels(name, columns, rows, max_pixels)
+        dataset.pixel_array  # noqa: B018  (decoding is the check)
+        spacing = dicom_pixel_spacing(dataset)
+    except ApiError:
+        raise
+    except PipelineError as exc:
+        raise ApiError(422, exc.code, f"{name}: {exc.message}") from None
+    except Exception as exc:  # pydicom raises many types for malformed files
+        raise ApiError(
+            422, "corrupt_image", f"{name} could not be decoded as DICOM: {exc}"
+        ) from None
+    return CheckedImage(name, data, "DICOM", columns, rows, spacing)

@@ -18,6 +18,7 @@ QUEUES = (GPU_QUEUE, CPU_QUEUE)
 # Routes by explicit task name: producers (the web) publish by name without importing the tasks.
 TASK_ROUTES: dict[str, dict[str, str]] = {
     "scanqueue.perimeter": {"queue": CPU_QUEUE},
+    "scanqueue.segmentation": {"queue": GPU_QUEUE},
 }
 
 

@@ -1,6 +1,8 @@
-"""Per-process worker start-up: pin the GPU before any framework starts, then warm up the models.
+"""Per-process worker start-up: pin the GPU, fresh database connections, warm the models up.
 
-Model loading itself arrives with the model-serving task types; until then there is nothing to warm.
+Models are loaded after the fork (``worker_process_init``): TensorFlow state does not survive a
+fork, and each pool process must own its copy. Only workers that consume the ``gpu`` queue load
+them; a ``cpu`` worker never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -9,9 +11,17 @@ import logging
 import os
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import celeryd_after_setup, worker_process_init
+from flask import Flask
+
+from webapp.extensions import db
+from webapp.settings_access import SETTINGS_KEY
+from workers.config import GPU_QUEUE
 
 log = logging.getLogger(__name__)
+
+# Filled in the main process before the pool forks, so every child sees it.
+consumed_queues: set[str] = set()
 
 
 def pin_gpu() -> None:
@@ -23,7 +33,32 @@ def pin_gpu() -> None:
         log.info("worker process pinned to GPU %s", gpu)
 
 
-@worker_process_init.connect
-def on_worker_process_init(**_kwargs: Any) -> None:
-    """Runs in each pool process after the fork."""
-    pin_gpu()
+def warm_up_models(flask_app: Flask) -> None:
+    """Load and warm the segmentation model now, so the first job does not pay for it."""
+    from models.serving import RegistryError, process_models
+
+    settings = flask_app.extensions[SETTINGS_KEY]
+    try:
+        process_models.get(
+            settings.MODEL_DIR, settings.SEGMENTATION_MODEL, settings.SEGMENTATION_MODEL_VERSION
+        )
+    except RegistryError as exc:
+        # Jobs that need it will fail with model_unavailable and this reason; the worker lives.
+        log.error("segmentation model unavailable: %s", exc)
+
+
+def register(flask_app: Flask) -> None:
+    """Connect the start-up signals for this app's worker."""
+
+    @celeryd_after_setup.connect(weak=False)
+    def remember_queues(sender: str, instance: Any, **_kwargs: Any) -> None:
+        consumed_queues.update(instance.app.amqp.queues.consume_from or {})
+
+    @worker_process_init.connect(weak=False)
+    def start_process(**_kwargs: Any) -> None:
+        pin_gpu()
+        with flask_app.app_context():
+            # Connections inherited through the fork belong to the parent; open our own.
+            db.engine.dispose(close=False)
+        if GPU_QUEUE in consumed_queues:
+            warm_up_models(flask_app)

@@ -15,10 +15,12 @@ from flask.testing import FlaskClient
 
 from tests.builders import bearer, make_user
 from tests.conftest import build_app, fresh_postgres_database
+from tests.model_builders import BINARY_CLASSES, bright_pixel_model, write_registry_model
 from webapp.extensions import db
 from workers.launch import start_worker, stop_worker
 
 JOB_TIMEOUT = 90
+TEST_MODEL = "tiny-bright"
 
 
 @dataclass
@@ -38,14 +40,20 @@ class WorkerStack:
 def worker_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[WorkerStack]:
     """One worker for the integration tests, on its own Postgres database and media root."""
     base = tmp_path_factory.mktemp("integration")
+    # A tiny real model stands in for the segmentation model: the plumbing is under test here.
+    write_registry_model(
+        base / "registry", TEST_MODEL, "1.0.0", bright_pixel_model(), BINARY_CLASSES
+    )
     with fresh_postgres_database() as database_url:
         settings = {
             "SCANQUEUE_ENV": "testing",
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "MEDIA_ROOT": str(base / "media"),
+            "MODEL_DIR": str(base / "registry"),
+            "SEGMENTATION_MODEL": TEST_MODEL,
         }
-        app = build_app(database_url, redis_url, base / "media")
+        app = build_app(database_url, redis_url, base / "media", **settings)
         env = {**os.environ, **settings, "PYTHONUNBUFFERED": "1"}
         process = start_worker(env, base / "worker.log")
         try:

@@ -1,0 +1,62 @@
+"""Models in a worker process: loaded once (verified against the registry), warmed up, reused."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.model_registry import ModelManifest, ModelRegistry, RegistryError
+from pipelines.base import ModelIdentity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A Keras model with the manifest it was loaded from."""
+
+    manifest: ModelManifest
+    model: Any
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """Name, version and weights hash, for the job record."""
+        return ModelIdentity(self.manifest.name, self.manifest.version, self.manifest.sha256)
+
+
+def load_model(registry: ModelRegistry, name: str, version: str | None = None) -> LoadedModel:
+    """Verify the weights' hash, load them with Keras and run one warm-up prediction."""
+    manifest = registry.verified(name, version)
+    import keras  # workers only: the web process never reaches this module
+
+    model = keras.saving.load_model(manifest.weights_path, compile=False)
+    warm_up = np.zeros(
+        (1, manifest.input_height, manifest.input_width, manifest.channels), dtype=np.float32
+    )
+    model.predict_on_batch(warm_up)
+    log.info("loaded model %s %s (sha256 %s)", name, manifest.version, manifest.sha256[:12])
+    return LoadedModel(manifest, model)
+
+
+class ModelCache:
+    """One loaded model per (registry, name, version) for the life of the process."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[Path, str, str], LoadedModel] = {}
+
+    def get(self, registry_root: Path, name: str, version: str = "") -> LoadedModel:
+        """The cached model, loading it on first use; RegistryError if it cannot be loaded."""
+        key = (Path(registry_root), name, version)
+        if key not in self._models:
+            self._models[key] = load_model(ModelRegistry(registry_root), name, version or None)
+        return self._models[key]
+
+
+# The worker process's models (filled at warm-up after the fork, or on first use).
+process_models = ModelCache()
+
+__all__ = ["LoadedModel", "ModelCache", "RegistryError", "load_model", "process_models"]

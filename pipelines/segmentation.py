@@ -1,0 +1,162 @@
+"""Segmentation with a registry model: scan in, class map at the scan's resolution out.
+
+The model is passed in (loaded once per worker process); this module never imports a framework:
+it only calls ``model.predict_on_batch`` on a float32 batch of shape (1, H, W, C) in [0, 1].
+A binary model (two classes in its manifest) outputs one sigmoid channel; a multi-class model
+outputs one softmax channel per class.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from pipelines.base import (
+    ArtifactData,
+    PipelineError,
+    PipelineOutput,
+    ProgressCallback,
+    no_progress,
+)
+from pipelines.scans import Scan, read_scan
+
+# Overlay colours by class index (background, then foreground classes).
+PALETTE = np.array(
+    [(0, 0, 0), (255, 80, 80), (80, 200, 255), (120, 230, 90), (250, 200, 60), (200, 120, 255)],
+    dtype=np.float32,
+)
+OVERLAY_ALPHA = 0.4
+
+
+class SegmentationModelSpec(Protocol):
+    """What the pipeline reads from a model's manifest (models.model_registry.ModelManifest)."""
+
+    name: str
+    version: str
+    input_height: int
+    input_width: int
+    channels: int
+    classes: dict[int, str]
+
+    @property
+    def is_binary(self) -> bool: ...
+
+
+class BatchPredictor(Protocol):
+    """What the pipeline needs of a model (a Keras model satisfies it)."""
+
+    def predict_on_batch(self, x: np.ndarray) -> Any: ...
+
+
+def preprocess(pixels: np.ndarray, manifest: SegmentationModelSpec) -> np.ndarray:
+    """Grayscale 8-bit (H, W) to the model's input: resized bilinearly, scaled to [0, 1]."""
+    size = (manifest.input_width, manifest.input_height)
+    resized = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+    batch = resized.astype(np.float32)[None, :, :, None] / 255.0
+    return np.repeat(batch, manifest.channels, axis=-1) if manifest.channels > 1 else batch
+
+
+def _resize_probabilities(channel: np.ndarray, width: int, height: int) -> np.ndarray:
+    image = Image.fromarray(channel.astype(np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
+
+
+def predict_class_map(
+    model: BatchPredictor, manifest: SegmentationModelSpec, pixels: np.ndarray
+) -> np.ndarray:
+    """Class index per pixel at the scan's own resolution (probabilities resized, then decided)."""
+    height, width = pixels.shape
+    output = np.asarray(model.predict_on_batch(preprocess(pixels, manifest)))[0]
+    if output.ndim == 2:
+        output = output[..., None]
+    if manifest.is_binary:
+        probability = _resize_probabilities(output[..., 0], width, height)
+        return (probability >= 0.5).astype(np.uint8)
+    if output.shape[-1] != len(manifest.classes):
+        raise PipelineError(
+            "model_mismatch",
+            f"{manifest.name} {manifest.version} outputs {output.shape[-1]} channels for "
+            f"{len(manifest.classes)} classes.",
+        )
+    stacked = np.stack(
+        [_resize_probabilities(output[..., k], width, height) for k in range(output.shape[-1])]
+    )
+    return np.argmax(stacked, axis=0).astype(np.uint8)
+
+
+def class_areas(
+    class_map: np.ndarray, classes: dict[int, str], pixel_spacing_mm: float | None
+) -> dict[str, dict[str, float | int | None]]:
+    """Pixels, fraction of the image and (with a pixel size) mm² of every class."""
+    counts = np.bincount(class_map.ravel(), minlength=max(classes) + 1)
+    total = class_map.size
+    pixel_area = pixel_spacing_mm**2 if pixel_spacing_mm else None
+    return {
+        label: {
+            "pixels": int(counts[index]),
+            "fraction": round(float(counts[index]) / total, 5),
+            "area_mm2": round(float(counts[index]) * pixel_area, 3) if pixel_area else None,
+        }
+        for index, label in sorted(classes.items())
+    }
+
+
+def mask_png(class_map: np.ndarray, binary: bool) -> bytes:
+    """The class map as a PNG: 0/255 for a binary model, class indices otherwise."""
+    values = class_map * 255 if binary else class_map
+    return _png(Image.fromarray(values.astype(np.uint8), mode="L"))
+
+
+def overlay_png(pixels: np.ndarray, class_map: np.ndarray) -> bytes:
+    """The scan in grey with every foreground class tinted in its colour."""
+    grey = np.repeat(pixels[..., None].astype(np.float32), 3, axis=-1)
+    colours = PALETTE[class_map % len(PALETTE)]
+    tinted = np.where(
+        (class_map > 0)[..., None], (1 - OVERLAY_ALPHA) * grey + OVERLAY_ALPHA * colours, grey
+    )
+    return _png(Image.fromarray(np.clip(tinted, 0, 255).astype(np.uint8), mode="RGB"))
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def scan_spacing(scan: Scan, params: dict[str, Any]) -> float | None:
+    """Pixel size: the job's ``pixel_spacing_mm`` if given, else the file's (DICOM)."""
+    return params.get("pixel_spacing_mm") or scan.pixel_spacing_mm
+
+
+def segmentation_pipeline(
+    inputs: list[Path],
+    params: dict[str, Any],
+    progress: ProgressCallback = no_progress,
+    *,
+    model: BatchPredictor,
+    manifest: SegmentationModelSpec,
+) -> PipelineOutput:
+    """One scan in; its mask and overlay PNGs and per-class areas out."""
+    if len(inputs) != 1:
+        raise PipelineError("invalid_inputs", f"segmentation takes one image, got {len(inputs)}.")
+    scan = read_scan(inputs[0])
+    progress(10)
+    class_map = predict_class_map(model, manifest, scan.pixels)
+    progress(70)
+    spacing = scan_spacing(scan, params)
+    height, width = class_map.shape
+    result = {
+        "image_width": width,
+        "image_height": height,
+        "pixel_spacing_mm": spacing,
+        "classes": class_areas(class_map, manifest.classes, spacing),
+    }
+    artifacts = [
+        ArtifactData("mask.png", "image/png", mask_png(class_map, manifest.is_binary)),
+        ArtifactData("overlay.png", "image/png", overlay_png(scan.pixels, class_map)),
+    ]
+    return PipelineOutput(result=result, artifacts=artifacts)

@@ -1,0 +1,43 @@
+"""Task: segment a scan with the configured registry model (queue ``gpu``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from celery import Task, shared_task
+
+from models.serving import LoadedModel, RegistryError, process_models
+from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
+from pipelines.segmentation import segmentation_pipeline
+from tasks.runner import run_job
+from webapp.settings_access import current_settings
+
+
+def segmentation_model() -> LoadedModel:
+    """The process's segmentation model; a registry problem becomes a clear job failure."""
+    settings = current_settings()
+    try:
+        return process_models.get(
+            settings.MODEL_DIR, settings.SEGMENTATION_MODEL, settings.SEGMENTATION_MODEL_VERSION
+        )
+    except RegistryError as exc:
+        raise PipelineError("model_unavailable", str(exc)) from None
+
+
+def segment_with_model(
+    inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
+) -> PipelineOutput:
+    """Run the segmentation pipeline with the loaded model and name the model in the output."""
+    loaded = segmentation_model()
+    output = segmentation_pipeline(
+        inputs, params, progress, model=loaded.model, manifest=loaded.manifest
+    )
+    return dataclasses.replace(output, model=loaded.identity)
+
+
+@shared_task(name="scanqueue.segmentation", bind=True)
+def segment(self: Task, job_id: str) -> str:
+    """Segment the job's scan and store its mask, overlay and class areas."""
+    return run_job(self, job_id, segment_with_model)
