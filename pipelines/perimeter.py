@@ -7,8 +7,22 @@ Policy for masks that are not one clean object:
 - several separate blobs: the largest is measured and the result carries the flag
   ``multiple_components`` (blobs under 1 % of the largest one's area, such as JPEG specks, are
   not counted);
-- an object that touches the image border (probably cut off): flag ``touches_border``.
+- an object that touches the image border (probably cut off): flag ``touches_border``;
+- a boundary the ellipse does not follow (RMS residual over 1 px and over 2 % of the minor
+  semi-axis, e.g. a square or a crescent): the measurement stands, with the flag ``poor_fit``.
 Holes inside the object are filled first: the perimeter is that of the outer boundary.
+``pixel_spacing_mm`` must be a finite number > 0 (``invalid_params``); an image that does not
+decode is ``invalid_image``.
+
+Decoding: the mask's luminance (alpha ignored) is thresholded at half of the mode's full range
+(255 for 8-bit modes, 65535 for ``I;16``). Modes ``I`` and ``F`` have no fixed range, so it is
+taken as the smallest of 1, 255, 65535 and the 32-bit maximum that holds the brightest value.
+
+Measurement: the outer boundary is the 0.5 iso-line of the largest component (sub-pixel, on the
+pixel edges); scikit-image's direct least-squares ellipse fit (``EllipseModel.from_estimate``,
+scikit-image >= 0.26) runs on all its points. The circumference is Ramanujan's second
+approximation. ``fit_residual_px`` is the RMS of the first-order (Sampson) point-to-ellipse
+distance, within 1 % of the exact distance for points near the curve.
 
 Conventions: x is the column and y the row, from the centre of the top-left pixel; the angle is
 that of the major semi-axis ``a`` from the +x axis towards +y (clockwise on screen), in [0, π).
@@ -18,6 +32,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,13 +55,23 @@ MIN_COMPONENT_FRACTION = 0.01
 MIN_BOUNDARY_POINTS = 6
 # A minor semi-axis under one pixel is a line, not an outline worth measuring.
 MIN_SEMI_AXIS_PX = 1.0
+# A fit is poor when the boundary strays from the ellipse by more than both of these (RMS):
+# a pixel-wide wobble is staircase noise, 2 % of the minor semi-axis is a real shape difference.
+POOR_FIT_RESIDUAL_PX = 1.0
+POOR_FIT_RESIDUAL_FRACTION = 0.02
+# Nominal value ranges, smallest first, for modes whose range the mode itself does not fix.
+NOMINAL_RANGES = (1.0, 255.0, 65535.0, float(2**32 - 1))
 OVERLAY_COLOUR = (255, 64, 64)
 CENTRE_COLOUR = (64, 200, 255)
 
 
 @dataclass(frozen=True)
 class PerimeterMeasurement:
-    """An ellipse fitted to a mask's object, in pixels, with the pixel size to convert to mm."""
+    """An ellipse fitted to a mask's object, in pixels, with the pixel size to convert to mm.
+
+    ``object_area_px`` is the measured object's area (largest component, holes filled);
+    ``largest_component_fraction`` is that area over the area of all blobs, holes filled.
+    """
 
     center_x_px: float
     center_y_px: float
@@ -108,20 +133,30 @@ def load_mask(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             return _binarise(image)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    # Pillow reports corrupt or truncated files through all of these, depending on the format.
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+    ) as exc:
         raise PipelineError("invalid_image", f"The mask could not be decoded: {exc}") from None
 
 
 def _binarise(image: Image.Image) -> np.ndarray:
+    """White (above half of the mode's value range) pixels of the image's luminance."""
     if image.mode.startswith("I;16"):
-        return np.asarray(image) >= 2**15
+        return np.asarray(image) > 65535 / 2
     if image.mode in {"I", "F"}:
-        # No fixed range for 32-bit data: half of the brightest value separates 0 from "on".
         values = np.asarray(image, dtype=np.float64)
         peak = float(values.max(initial=0.0))
-        return values >= peak / 2 if peak > 0 else np.zeros(values.shape, dtype=bool)
+        # No range in the mode: take the nominal one the data fits in, so a dim image stays dark.
+        full_range = next((r for r in NOMINAL_RANGES if peak <= r), peak)
+        return values > full_range / 2
     # Luminance ignores alpha and resolves palettes; 1-bit images map to 0/255.
-    return np.asarray(image.convert("L")) >= 128
+    return np.asarray(image.convert("L")) > 255 / 2
 
 
 def _largest_component(mask: np.ndarray) -> tuple[np.ndarray, int, float]:
@@ -132,6 +167,21 @@ def _largest_component(mask: np.ndarray) -> tuple[np.ndarray, int, float]:
     largest = int(np.argmax(sizes))
     significant = int(np.count_nonzero(sizes >= MIN_COMPONENT_FRACTION * sizes[largest]))
     return labels == largest + 1, significant, float(sizes[largest] / sizes.sum())
+
+
+def _check_spacing(pixel_spacing_mm: object) -> float:
+    """The pixel spacing as a float, or ``invalid_params`` unless it is a finite number > 0."""
+    # bool is an int to Python, but True is not a pixel size.
+    if not isinstance(pixel_spacing_mm, numbers.Real) or isinstance(pixel_spacing_mm, bool):
+        raise PipelineError(
+            "invalid_params", f"pixel_spacing_mm must be a number, got {pixel_spacing_mm!r}."
+        )
+    spacing = float(pixel_spacing_mm)
+    if not (math.isfinite(spacing) and spacing > 0):
+        raise PipelineError(
+            "invalid_params", f"pixel_spacing_mm must be finite and > 0, got {spacing}."
+        )
+    return spacing
 
 
 def _outer_boundary(component: np.ndarray) -> np.ndarray:
@@ -160,14 +210,7 @@ def _geometric_residual(points: np.ndarray, model: EllipseModel) -> float:
 
 def measure_perimeter(mask: np.ndarray, pixel_spacing_mm: float) -> PerimeterMeasurement:
     """Fit an ellipse to the largest object's outer boundary at full resolution and measure it."""
-    if not (isinstance(pixel_spacing_mm, int | float) and math.isfinite(pixel_spacing_mm)):
-        raise PipelineError(
-            "invalid_params", f"pixel_spacing_mm must be a number, got {pixel_spacing_mm!r}."
-        )
-    if pixel_spacing_mm <= 0:
-        raise PipelineError(
-            "invalid_params", f"pixel_spacing_mm must be > 0, got {pixel_spacing_mm}."
-        )
+    spacing = _check_spacing(pixel_spacing_mm)
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise PipelineError("invalid_image", f"A mask must be a 2-D image, got shape {mask.shape}.")
@@ -194,11 +237,14 @@ def measure_perimeter(mask: np.ndarray, pixel_spacing_mm: float) -> PerimeterMea
     touches_border = bool(
         component[0].any() or component[-1].any() or component[:, 0].any() or component[:, -1].any()
     )
+    residual = _geometric_residual(points, model)
+    poor_fit = residual > max(POOR_FIT_RESIDUAL_PX, POOR_FIT_RESIDUAL_FRACTION * b)
     flags = [
         flag
         for flag, raised in (
             ("multiple_components", components > 1),
             ("touches_border", touches_border),
+            ("poor_fit", poor_fit),
         )
         if raised
     ]
@@ -208,10 +254,10 @@ def measure_perimeter(mask: np.ndarray, pixel_spacing_mm: float) -> PerimeterMea
         semi_axis_a_px=a,
         semi_axis_b_px=b,
         angle_rad=angle % math.pi,
-        pixel_spacing_mm=float(pixel_spacing_mm),
+        pixel_spacing_mm=spacing,
         boundary_points=len(points),
-        fit_residual_px=_geometric_residual(points, model),
-        object_area_px=int(mask.sum()),
+        fit_residual_px=residual,
+        object_area_px=int(np.count_nonzero(component)),
         components=components,
         largest_component_fraction=largest_fraction,
         image_width=width,
@@ -235,7 +281,7 @@ def ellipse_points(
 def render_overlay(mask: np.ndarray, measurement: PerimeterMeasurement) -> bytes:
     """A PNG of the mask (grey) with the fitted ellipse and its centre drawn over it."""
     grey = np.where(np.asarray(mask, dtype=bool), 140, 20).astype(np.uint8)
-    image = Image.fromarray(grey, mode="L").convert("RGB")
+    image = Image.fromarray(grey).convert("RGB")
     draw = ImageDraw.Draw(image)
     points = ellipse_points(measurement)
     draw.line([*points, points[0]], fill=OVERLAY_COLOUR, width=2)
@@ -256,9 +302,11 @@ def perimeter_pipeline(
         raise PipelineError(
             "invalid_inputs", f"perimeter takes exactly one mask, got {len(inputs)}."
         )
+    if "pixel_spacing_mm" not in params:
+        raise PipelineError("invalid_params", "pixel_spacing_mm is required.")
     mask = load_mask(inputs[0])
     progress(10)
-    measurement = measure_perimeter(mask, params.get("pixel_spacing_mm", float("nan")))
+    measurement = measure_perimeter(mask, params["pixel_spacing_mm"])
     progress(60)
     overlay = render_overlay(mask, measurement)
     progress(90)

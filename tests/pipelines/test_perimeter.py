@@ -5,22 +5,30 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from skimage.draw import ellipse
+from skimage.measure import EllipseModel
 
 from pipelines.base import PipelineError
 from pipelines.perimeter import (
+    _geometric_residual,
     ellipse_circumference,
     load_mask,
     measure_perimeter,
     perimeter_pipeline,
     render_overlay,
 )
-from tests.conftest import HC18_DIR
+
+# The dataset sits beside the repository (../shared/datasets/hc18); HC18_DIR overrides it.
+HC18_DIR = Path(
+    os.environ.get("HC18_DIR", Path(__file__).resolve().parents[2].parent / "shared/datasets/hc18")
+)
 
 
 def drawn_ellipse(
@@ -69,6 +77,41 @@ def test_known_ellipse_gives_the_analytic_circumference(
     assert measurement.quality_flags == ()
 
 
+def test_angle_runs_from_x_towards_y() -> None:
+    """An ellipse along the top-left to bottom-right diagonal has angle π/4 (x right, y down)."""
+    rows, cols = np.mgrid[0:300, 0:300]
+    u = ((cols - 150) + (rows - 150)) / math.sqrt(2)  # along +x+y
+    v = ((rows - 150) - (cols - 150)) / math.sqrt(2)
+    mask = (u / 120) ** 2 + (v / 50) ** 2 <= 1
+    measurement = measure_perimeter(mask, 1.0)
+    assert measurement.angle_rad == pytest.approx(math.pi / 4, abs=0.01)
+    assert measurement.semi_axis_a_px > measurement.semi_axis_b_px
+
+
+def test_no_deprecation_warning(tmp_path: Path) -> None:
+    path = save(drawn_ellipse(100, 60, 0.4), tmp_path / "m.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        perimeter_pipeline([path], {"pixel_spacing_mm": 0.1})
+
+
+def test_residual_matches_the_exact_point_to_ellipse_distance() -> None:
+    model = EllipseModel((50.0, 40.0), (30.0, 12.0), 0.6)
+    t = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    offsets = np.random.default_rng(0).uniform(-1.5, 1.5, (60, 2))
+    points = model.predict_xy(t) + offsets
+    exact = float(np.sqrt(np.mean(model.residuals(points) ** 2)))
+    assert _geometric_residual(points, model) == pytest.approx(exact, rel=0.05)
+
+
+def test_non_elliptical_object_is_flagged_as_a_poor_fit() -> None:
+    mask = np.zeros((300, 300), dtype=bool)
+    mask[100:200, 100:200] = True
+    measurement = measure_perimeter(mask, 1.0)
+    assert measurement.quality_flags == ("poor_fit",)
+    assert measurement.fit_residual_px > 2
+
+
 def test_ramanujan_matches_the_circle_and_a_numeric_integral() -> None:
     assert ellipse_circumference(10, 10) == pytest.approx(2 * math.pi * 10)
     t = np.linspace(0, 2 * np.pi, 200_001)
@@ -82,6 +125,7 @@ def test_result_is_in_mm_and_json_safe() -> None:
     assert result["semi_axes_b_mm"] == pytest.approx(10, rel=0.01)
     assert result["center_x_mm"] == pytest.approx(449.8 * 0.2, abs=0.1)
     assert result["image_width"] == 900 and result["image_height"] == 600
+    assert result["object_area_px"] == pytest.approx(math.pi * 100 * 50, rel=0.01)
     assert all(isinstance(v, int | float | list) for v in result.values())
 
 
@@ -101,16 +145,51 @@ def test_jpeg_compressed_mask(tmp_path: Path) -> None:
     assert measurement.components == 1
 
 
-@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "1", "I;16"])
-def test_image_modes_decode_to_the_same_mask(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "suffix"),
+    [("RGB", "png"), ("RGBA", "png"), ("LA", "png"), ("P", "png"), ("1", "png"), ("L", "tif")],
+)
+def test_image_modes_decode_to_the_same_mask(tmp_path: Path, mode: str, suffix: str) -> None:
     mask = drawn_ellipse(80, 50, shape=(200, 300))
-    grey = Image.fromarray((mask * 255).astype(np.uint8))
-    if mode == "I;16":
-        image = Image.fromarray((mask * 65535).astype(np.uint16))
-    else:
-        image = grey.convert(mode)
+    path = tmp_path / f"m.{suffix}"
+    Image.fromarray((mask * 255).astype(np.uint8)).convert(mode).save(path)
+    assert np.array_equal(load_mask(path), mask)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "on", "suffix"),
+    [
+        (np.uint16, 65535, "png"),  # 16-bit: 255 would be dark, so "on" must be high
+        (np.uint16, 40000, "tif"),
+        (np.int32, 255, "tif"),  # mode I with 8-bit values
+        (np.float32, 1.0, "tif"),  # mode F in [0, 1]
+    ],
+)
+def test_wide_modes_threshold_at_half_their_range(
+    tmp_path: Path, dtype: type, on: float, suffix: str
+) -> None:
+    mask = drawn_ellipse(80, 50, shape=(200, 300))
+    values = np.where(mask, on, 0).astype(dtype)
+    values[0, 0] = on * 0.4  # below half: background
+    path = tmp_path / f"m.{suffix}"
+    Image.fromarray(values).save(path)
+    assert np.array_equal(load_mask(path), mask)
+
+
+def test_sixteen_bit_low_values_are_background(tmp_path: Path) -> None:
     path = tmp_path / "m.png"
-    image.save(path)
+    Image.fromarray(np.full((20, 30), 255, dtype=np.uint16)).save(path)
+    assert not load_mask(path).any()
+
+
+def test_rgb_mask_uses_luminance_and_ignores_alpha(tmp_path: Path) -> None:
+    mask = drawn_ellipse(80, 50, shape=(200, 300))
+    rgba = np.zeros((*mask.shape, 4), dtype=np.uint8)
+    rgba[mask] = (255, 255, 255, 255)
+    rgba[~mask] = (0, 0, 255, 255)  # pure blue: luminance 29, background
+    rgba[:10, :10, 3] = 0  # transparent corner keeps its (dark) colour
+    path = tmp_path / "m.png"
+    Image.fromarray(rgba).save(path)
     assert np.array_equal(load_mask(path), mask)
 
 
@@ -156,7 +235,7 @@ def test_object_cut_by_the_border_is_flagged() -> None:
     assert "touches_border" in measure_perimeter(mask, 1.0).quality_flags
 
 
-@pytest.mark.parametrize("spacing", [0, -0.1, float("nan"), float("inf"), "0.1"])
+@pytest.mark.parametrize("spacing", [0, -0.1, float("nan"), float("inf"), "0.1", True, None])
 def test_invalid_spacing(spacing: object) -> None:
     with pytest.raises(PipelineError) as error:
         measure_perimeter(drawn_ellipse(50, 40), spacing)  # type: ignore[arg-type]
@@ -184,6 +263,18 @@ def test_pipeline_runs_end_to_end_and_reports_progress(tmp_path: Path) -> None:
     assert artifact.name == "overlay.png" and artifact.data.startswith(b"\x89PNG")
 
 
+def test_numpy_spacing_is_accepted() -> None:
+    measurement = measure_perimeter(drawn_ellipse(50, 40), np.float32(0.5))
+    assert measurement.pixel_spacing_mm == pytest.approx(0.5)
+
+
+def test_pipeline_requires_pixel_spacing(tmp_path: Path) -> None:
+    path = save(drawn_ellipse(50, 40), tmp_path / "m.png")
+    with pytest.raises(PipelineError) as error:
+        perimeter_pipeline([path], {})
+    assert error.value.code == "invalid_params"
+
+
 @pytest.mark.parametrize("count", [0, 2])
 def test_pipeline_takes_exactly_one_mask(tmp_path: Path, count: int) -> None:
     paths = [save(drawn_ellipse(50, 40), tmp_path / f"{i}.png") for i in range(count)]
@@ -192,14 +283,26 @@ def test_pipeline_takes_exactly_one_mask(tmp_path: Path, count: int) -> None:
     assert error.value.code == "invalid_inputs"
 
 
-HC18_SAMPLE = ["000_HC.png", "010_HC.png", "100_HC.png", "250_HC.png", "500_HC.png", "700_HC.png"]
+HC18_SAMPLE = [
+    "000_HC.png",
+    "010_HC.png",
+    "010_2HC.png",
+    "100_HC.png",
+    "250_HC.png",
+    "346_HC.png",  # head cut by the image border
+    "500_HC.png",
+    "700_HC.png",
+    "799_HC.png",
+]
 
 
 @pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"HC18 data not found at {HC18_DIR}")
 def test_hc18_masks_match_the_reference_circumference() -> None:
     with (HC18_DIR / "training_set_pixel_size_and_HC.csv").open() as handle:
         rows = {row["filename"]: row for row in csv.DictReader(handle)}
-    for name in [n for n in HC18_SAMPLE if n in rows]:
+    sample = [n for n in HC18_SAMPLE if n in rows]
+    assert len(sample) >= 6, f"expected most of {HC18_SAMPLE} in the CSV"
+    for name in sample:
         mask_path = HC18_DIR / "images" / name.replace(".png", "_Mask.png")
         spacing = float(rows[name]["pixel size(mm)"])
         measured = measure_perimeter(load_mask(mask_path), spacing).circumference_mm
