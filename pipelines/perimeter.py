@@ -278,9 +278,15 @@ def ellipse_points(
     return list(zip(xs.tolist(), ys.tolist(), strict=True))
 
 
-def render_overlay(mask: np.ndarray, measurement: PerimeterMeasurement) -> bytes:
-    """A PNG of the mask (grey) with the fitted ellipse and its centre drawn over it."""
-    grey = np.where(np.asarray(mask, dtype=bool), 140, 20).astype(np.uint8)
+def render_overlay(
+    mask: np.ndarray, measurement: PerimeterMeasurement, background: np.ndarray | None = None
+) -> bytes:
+    """A PNG of the mask in grey (or of ``background``, e.g. the scan) with the ellipse drawn."""
+    grey = (
+        np.where(np.asarray(mask, dtype=bool), 140, 20).astype(np.uint8)
+        if background is None
+        else background
+    )
     image = Image.fromarray(grey).convert("RGB")
     draw = ImageDraw.Draw(image)
     points = ellipse_points(measurement)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,27 @@ log = logging.getLogger(__name__)
 
 Pipeline = Callable[[list[Path], dict[str, Any], ProgressCallback], PipelineOutput]
 
+
+@dataclass(frozen=True)
+class Stage:
+    """A task's place in its job: the first claims the job; a stage with a next task hands on."""
+
+    first: bool = True
+    next_task: str | None = None
+    progress_after: int = 100
+
+
+WHOLE_JOB = Stage()
+
 # Database outages are worth waiting out; a bad input is not.
 RETRY_BACKOFF_SECONDS = 5
 
 
-def run_job(task: Task, job_id: str, pipeline: Pipeline) -> str:
-    """Run ``pipeline`` for the job and record the outcome; returns the job's final status."""
+def run_job(task: Task, job_id: str, pipeline: Pipeline, stage: Stage = WHOLE_JOB) -> str:
+    """Run ``pipeline`` for the job (or one stage of it) and record the outcome."""
     job_uuid = uuid.UUID(job_id)
     try:
-        return _run(task, job_uuid, pipeline)
+        return _run(task, job_uuid, pipeline, stage)
     except OperationalError as exc:
         log.warning("database unavailable for job %s, retrying: %s", job_id, exc)
         raise task.retry(
@@ -39,8 +52,9 @@ def run_job(task: Task, job_id: str, pipeline: Pipeline) -> str:
         ) from exc
 
 
-def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline) -> str:
-    job = job_state.claim(job_id, worker=task.request.hostname or "unknown")
+def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> str:
+    worker = task.request.hostname or "unknown"
+    job = job_state.claim(job_id, worker) if stage.first else job_state.resume(job_id)
     if job is None:
         log.info("job %s is final or gone; nothing to do", job_id)
         return "skipped"
@@ -70,4 +84,13 @@ def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline) -> str:
         log.exception("job %s failed unexpectedly", job_id)
         job_state.fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}")
         return "failed"
-    return "succeeded" if job_state.succeed(job_id, output, storage) else "cancelled"
+    if stage.next_task is None:
+        return "succeeded" if job_state.succeed(job_id, output, storage) else "cancelled"
+    if not job_state.checkpoint(job_id, output, storage, stage.progress_after):
+        return "cancelled"
+    try:
+        task.app.send_task(stage.next_task, args=[str(job_id)])
+    except Exception as exc:  # the broker is gone: say so rather than leave the job running
+        job_state.fail(job_id, "queue_unavailable", f"Could not queue the next stage: {exc}")
+        return "failed"
+    return "continued"

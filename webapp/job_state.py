@@ -45,6 +45,13 @@ def claim(job_id: uuid.UUID, worker: str) -> Job | None:
     return db.session.get(Job, job_id)
 
 
+def resume(job_id: uuid.UUID) -> Job | None:
+    """A running job whose next stage starts now; None if it was cancelled or is gone."""
+    db.session.expire_all()
+    job = db.session.get(Job, job_id)
+    return job if job is not None and job.status == JobStatus.RUNNING.value else None
+
+
 def report_progress(job_id: uuid.UUID, percent: int) -> None:
     """Record progress (0-99) of a running job; ignored once the job is no longer running."""
     _guarded_update(job_id, (JobStatus.RUNNING.value,), progress=max(0, min(99, int(percent))))
@@ -69,18 +76,11 @@ def cancel(job_id: uuid.UUID) -> bool:
     )
 
 
-def succeed(job_id: uuid.UUID, output: PipelineOutput, storage: MediaStorage) -> bool:
-    """Store artifacts (replacing an earlier attempt's) and the result in one transaction.
-
-    False, with nothing recorded, if the job stopped running meanwhile (cancelled).
-    """
-    job = db.session.get(Job, job_id, with_for_update=True, populate_existing=True)
-    if job is None or job.status != JobStatus.RUNNING.value:
-        db.session.rollback()
-        return False
+def _store_output(job: Job, output: PipelineOutput, storage: MediaStorage) -> None:
+    """Write the artifacts (replacing an earlier attempt's), the result and the model on the job."""
     existing = {artifact.name: artifact for artifact in job.artifacts}
     for produced in output.artifacts:
-        blob = storage.write(storage.artifact_path(job_id, produced.name), produced.data)
+        blob = storage.write(storage.artifact_path(job.id, produced.name), produced.data)
         artifact = existing.get(produced.name) or Artifact(job=job, name=produced.name)
         artifact.content_type = produced.content_type
         artifact.size = blob.size
@@ -92,6 +92,41 @@ def succeed(job_id: uuid.UUID, output: PipelineOutput, storage: MediaStorage) ->
         job.model_name = output.model.name
         job.model_version = output.model.version
         job.model_sha256 = output.model.sha256
+
+
+def _running_job_for_update(job_id: uuid.UUID) -> Job | None:
+    job = db.session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.status != JobStatus.RUNNING.value:
+        db.session.rollback()
+        return None
+    return job
+
+
+def checkpoint(
+    job_id: uuid.UUID, output: PipelineOutput, storage: MediaStorage, progress: int
+) -> bool:
+    """Store a finished stage's output; the job stays running for its next stage.
+
+    False, with nothing recorded, if the job stopped running meanwhile (cancelled).
+    """
+    job = _running_job_for_update(job_id)
+    if job is None:
+        return False
+    _store_output(job, output, storage)
+    job.progress = progress
+    db.session.commit()
+    return True
+
+
+def succeed(job_id: uuid.UUID, output: PipelineOutput, storage: MediaStorage) -> bool:
+    """Store artifacts (replacing an earlier attempt's) and the result in one transaction.
+
+    False, with nothing recorded, if the job stopped running meanwhile (cancelled).
+    """
+    job = _running_job_for_update(job_id)
+    if job is None:
+        return False
+    _store_output(job, output, storage)
     job.status = JobStatus.SUCCEEDED.value
     job.progress = 100
     job.error_code = None

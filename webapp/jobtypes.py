@@ -62,6 +62,10 @@ class JobType:
     max_files: int
     image_formats: frozenset[str]
     validate_params: ParamsValidator
+    # Several files make several jobs, one per file, instead of one job over all of them.
+    one_job_per_file: bool = False
+    # pixel_spacing_mm must come from the params or from every file (DICOM PixelSpacing).
+    needs_pixel_spacing: bool = False
 
 
 MASK_FORMATS = frozenset({"PNG", "JPEG", "TIFF"})
@@ -91,9 +95,26 @@ JOB_TYPES: dict[str, JobType] = {
                 "(in mm² when pixel_spacing_mm is given or the DICOM has PixelSpacing)."
             ),
             min_files=1,
-            max_files=1,
+            max_files=30,
             image_formats=SCAN_FORMATS,
             validate_params=_segmentation_params,
+            one_job_per_file=True,
+        ),
+        JobType(
+            name="head_circumference",
+            task_name="scanqueue.head_circumference.segment",
+            description=(
+                "Fetal head circumference from an ultrasound image (PNG, JPEG, TIFF or DICOM): "
+                "segmentation on a GPU worker, then an ellipse fit at full resolution: HC, "
+                "semi-axes, centre and angle in mm, mask and overlay, quality flags. Needs "
+                "pixel_spacing_mm unless the DICOM has PixelSpacing."
+            ),
+            min_files=1,
+            max_files=30,
+            image_formats=SCAN_FORMATS,
+            validate_params=_segmentation_params,
+            one_job_per_file=True,
+            needs_pixel_spacing=True,
         ),
     )
 }

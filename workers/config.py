@@ -19,6 +19,8 @@ QUEUES = (GPU_QUEUE, CPU_QUEUE)
 TASK_ROUTES: dict[str, dict[str, str]] = {
     "scanqueue.perimeter": {"queue": CPU_QUEUE},
     "scanqueue.segmentation": {"queue": GPU_QUEUE},
+    "scanqueue.head_circumference.segment": {"queue": GPU_QUEUE},
+    "scanqueue.head_circumference.measure": {"queue": CPU_QUEUE},
 }
 
 

@@ -146,59 +146,91 @@ def _checked_files(job_type: JobType) -> list[CheckedImage]:
     ]
 
 
-def _store_job(job_type: JobType, params: dict[str, Any], files: list[CheckedImage]) -> Job:
-    """Create the job, its input rows and files together; on any failure nothing remains."""
+def _store_jobs(
+    job_type: JobType, params: dict[str, Any], groups: list[list[CheckedImage]]
+) -> list[Job]:
+    """Create the jobs, their input rows and files in one transaction; on failure none remain."""
     storage = media_storage()
-    job = Job(id=uuid.uuid4(), owner=g.user, type=job_type.name, params=params)
+    jobs = [Job(id=uuid.uuid4(), owner=g.user, type=job_type.name, params=params) for _ in groups]
     try:
-        for position, checked in enumerate(files):
-            blob = storage.write(
-                storage.input_path(job.id, position, checked.extension), checked.data
-            )
-            job.inputs.append(
-                JobInput(
-                    position=position,
-                    filename=checked.filename,
-                    content_type=checked.content_type,
-                    size=blob.size,
-                    sha256=blob.sha256,
-                    storage_path=blob.storage_path,
+        for job, files in zip(jobs, groups, strict=True):
+            for position, checked in enumerate(files):
+                blob = storage.write(
+                    storage.input_path(job.id, position, checked.extension), checked.data
                 )
-            )
-        db.session.add(job)
+                job.inputs.append(
+                    JobInput(
+                        position=position,
+                        filename=checked.filename,
+                        content_type=checked.content_type,
+                        size=blob.size,
+                        sha256=blob.sha256,
+                        storage_path=blob.storage_path,
+                    )
+                )
+            db.session.add(job)
         db.session.commit()
     except BaseException:
         db.session.rollback()
-        storage.remove_job(job.id)
+        for job in jobs:
+            storage.remove_job(job.id)
         raise
-    return job
+    return jobs
 
 
-def _discard_job(job: Job) -> None:
-    job_id = job.id
-    db.session.delete(job)
+def _discard_jobs(jobs: list[Job]) -> None:
+    job_ids = [job.id for job in jobs]
+    for job in jobs:
+        db.session.delete(job)
     db.session.commit()
-    media_storage().remove_job(job_id)
+    for job_id in job_ids:
+        media_storage().remove_job(job_id)
+
+
+def _require_pixel_spacing(params: dict[str, Any], files: list[CheckedImage]) -> None:
+    if "pixel_spacing_mm" in params:
+        return
+    unknown = [checked.filename for checked in files if checked.pixel_spacing_mm is None]
+    if unknown:
+        raise ApiError(
+            400,
+            "missing_pixel_spacing",
+            "Give params.pixel_spacing_mm: no pixel size is known for "
+            f"{', '.join(unknown)} (only DICOM files carry one, in PixelSpacing).",
+        )
 
 
 @bp.post("/jobs")
 @token_required
 def create_job() -> tuple[Response, int]:
-    """Validate the type, files and params, store them, enqueue, answer 202 with the job."""
+    """Validate the type, files and params, store them, enqueue, answer 202 with the job(s).
+
+    Types that take one file per job turn several files into a batch: one job per file, answered
+    as ``{"jobs": [...]}``.
+    """
     job_type = get_job_type(request.form.get("type"))
     params = _parse_params(request.form.get("params"), job_type)
     files = _checked_files(job_type)
-    job = _store_job(job_type, params, files)
+    if job_type.needs_pixel_spacing:
+        _require_pixel_spacing(params, files)
+    groups = [[checked] for checked in files] if job_type.one_job_per_file else [files]
+    jobs = _store_jobs(job_type, params, groups)
     try:
-        enqueue_job(job)
+        for job in jobs:
+            enqueue_job(job)
     except Exception as exc:  # kombu raises several types when Redis is unreachable
-        log.warning("could not enqueue job %s: %s", job.id, exc)
-        _discard_job(job)
+        log.warning("could not enqueue jobs %s: %s", [str(job.id) for job in jobs], exc)
+        _discard_jobs(jobs)
         raise ApiError(
             503, "queue_unavailable", "The job queue is unavailable; nothing was stored. Retry."
         ) from None
-    response, status = _job_response(job, 202)
-    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
+    retry_after = str(current_settings().POLL_RETRY_AFTER)
+    if len(jobs) > 1:
+        response = jsonify({"jobs": [job_to_json(job) for job in jobs]})
+        response.headers["Retry-After"] = retry_after
+        return response, 202
+    response, status = _job_response(jobs[0], 202)
+    response.headers["Location"] = url_for("api.get_job", job_id=jobs[0].id)
     return response, status
 
 

@@ -112,6 +112,10 @@ SCHEMAS: dict[str, Any] = {
             "url": {"type": "string"},
         },
     },
+    "JobBatch": {
+        "type": "object",
+        "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
+    },
     "JobPage": {
         "type": "object",
         "properties": {
@@ -165,7 +169,19 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "202": {
-                    **_json("Job", "Accepted and queued."),
+                    "description": "Accepted and queued: the job, or for several files of a "
+                    "one-job-per-file type (segmentation, head_circumference) "
+                    '{"jobs": [...]}, one job per file.',
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/Job"},
+                                    {"$ref": "#/components/schemas/JobBatch"},
+                                ]
+                            }
+                        }
+                    },
                     "headers": {
                         "Location": {"description": "The job's URL.", "schema": {"type": "string"}},
                         **RETRY_AFTER,
@@ -173,12 +189,15 @@ PATHS: dict[str, Any] = {
                 },
                 "400": _error(
                     "unknown_job_type, missing_files, too_many_files, unexpected_field, "
-                    "invalid_params, empty_file."
+                    "invalid_params, empty_file, missing_pixel_spacing."
                 ),
                 "401": UNAUTHORIZED,
                 "413": _error("file_too_large, image_too_large (pixels), request_too_large."),
                 "415": _error("unsupported_media_type: not an accepted image format."),
-                "422": _error("corrupt_image: the file does not decode."),
+                "422": _error(
+                    "corrupt_image: the file does not decode; anisotropic_pixels: a DICOM "
+                    "with non-square PixelSpacing."
+                ),
                 "503": _error("queue_unavailable: nothing was stored; retry later."),
             },
         },

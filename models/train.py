@@ -1,0 +1,145 @@
+"""Train a model of the registry from its data.
+
+python -m models.train hc18-unet --data ../shared/datasets/hc18 --out /tmp/hc18-unet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from models.hc18 import list_images, load_training_arrays, split_by_subject, write_split
+from models.unet import build_unet
+
+SEED = 18
+
+
+class AugmentedBatches(keras.utils.PyDataset):
+    """Shuffled batches with flips, small shifts and intensity jitter (training only)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        picked = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        xs, ys = self.x[picked].copy(), self.y[picked].copy()
+        for i in range(len(picked)):
+            if self.rng.random() < 0.5:
+                xs[i], ys[i] = xs[i, :, ::-1], ys[i, :, ::-1]
+            if self.rng.random() < 0.5:
+                xs[i], ys[i] = xs[i, ::-1], ys[i, ::-1]
+            dy, dx = self.rng.integers(-12, 13, size=2)
+            xs[i], ys[i] = np.roll(xs[i], (dy, dx), (0, 1)), np.roll(ys[i], (dy, dx), (0, 1))
+            gamma = math.exp(self.rng.uniform(-0.3, 0.3))
+            gain = self.rng.uniform(0.8, 1.2)
+            xs[i] = np.clip(gain * xs[i] ** gamma, 0.0, 1.0)
+        return xs, ys
+
+
+def dice_coefficient(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
+    """Dice of the thresholded prediction, per batch."""
+    ops = keras.ops
+    predicted = ops.cast(y_pred >= 0.5, "float32")
+    overlap = ops.sum(y_true * predicted)
+    return (2 * overlap + 1.0) / (ops.sum(y_true) + ops.sum(predicted) + 1.0)
+
+
+def dice_bce_loss(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
+    """Binary cross-entropy plus soft Dice loss."""
+    ops = keras.ops
+    bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
+    overlap = ops.sum(y_true * y_pred)
+    soft_dice = (2 * overlap + 1.0) / (ops.sum(y_true) + ops.sum(y_pred) + 1.0)
+    return bce + 1.0 - soft_dice
+
+
+def train_hc18_unet(args: argparse.Namespace) -> None:
+    """Train the fetal-head U-Net on the HC18 training split, keep the best validation epoch."""
+    keras.utils.set_random_seed(SEED)
+    train, validation = split_by_subject(list_images(args.data))
+    write_split(train, validation)
+    height, width = args.input_height, args.input_width
+    x_train, y_train = load_training_arrays(train, height, width)
+    x_val, y_val = load_training_arrays(validation, height, width)
+    print(f"train {len(train)} images, validation {len(validation)}; input {height}x{width}")
+
+    model = build_unet((height, width, 1), base_filters=args.base_filters, depth=args.depth)
+    steps = args.epochs * math.ceil(len(x_train) / args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps, alpha=0.05)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule), loss=dice_bce_loss, metrics=[dice_coefficient]
+    )
+    print(f"parameters: {model.count_params()}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights = args.out / f"{args.model_name}.keras"
+    started = time.perf_counter()
+    history = model.fit(
+        AugmentedBatches(x_train, y_train, args.batch_size, SEED),
+        validation_data=(x_val, y_val),
+        epochs=args.epochs,
+        verbose=2,
+        callbacks=[
+            keras.callbacks.ModelCheckpoint(
+                weights, monitor="val_dice_coefficient", mode="max", save_best_only=True
+            )
+        ],
+    )
+    seconds = time.perf_counter() - started
+    best = int(np.argmax(history.history["val_dice_coefficient"]))
+    summary = {
+        "model": args.model_name,
+        "command": args.command_line,
+        "epochs": args.epochs,
+        "best_epoch": best + 1,
+        "input_height": height,
+        "input_width": width,
+        "base_filters": args.base_filters,
+        "depth": args.depth,
+        "parameters": model.count_params(),
+        "wall_time_s": round(seconds),
+        "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.history.items()},
+    }
+    (args.out / "training.json").write_text(json.dumps(summary, indent=1))
+    print(f"best epoch {best + 1}; wall time {seconds:.0f} s; weights {weights}")
+
+
+TRAINERS = {"hc18-unet": train_hc18_unet}
+
+
+def main() -> None:
+    """Command-line entry point."""
+    import sys
+
+    parser = argparse.ArgumentParser(description="Train a ScanQueue model.")
+    parser.add_argument("model_name", choices=sorted(TRAINERS))
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--input-height", type=int, default=176)
+    parser.add_argument("--input-width", type=int, default=256)
+    parser.add_argument("--base-filters", type=int, default=12)
+    parser.add_argument("--depth", type=int, default=4)
+    args = parser.parse_args()
+    args.command_line = "python -m models.train " + " ".join(sys.argv[1:])
+    TRAINERS[args.model_name](args)
+
+
+if __name__ == "__main__":
+    main()
