@@ -36,6 +36,9 @@ class ModelManifest:
     classes: dict[int, str]
     preprocessing: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    # How far (px) the object's true contour lies inside the predicted mask's boundary, when the
+    # training masks include an annotation outline (HC18 masks do): measurements subtract it.
+    boundary_offset_px: float = 0.0
 
     @property
     def is_binary(self) -> bool:
@@ -96,6 +99,7 @@ class ModelRegistry:
                 classes={int(index): label for index, label in raw["classes"].items()},
                 preprocessing=raw.get("preprocessing", ""),
                 metrics=raw.get("metrics", {}),
+                boundary_offset_px=float(raw.get("boundary_offset_px", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RegistryError(f"manifest of {name} {chosen} is invalid: {exc!r}") from None

@@ -9,6 +9,7 @@ plausible head still gives a result, with quality flags saying why it should not
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,12 @@ from pipelines.base import (
     ProgressCallback,
     no_progress,
 )
-from pipelines.perimeter import load_mask, measure_perimeter, render_overlay
+from pipelines.perimeter import (
+    PerimeterMeasurement,
+    load_mask,
+    measure_perimeter,
+    render_overlay,
+)
 from pipelines.scans import read_scan
 from pipelines.segmentation import overlay_png
 
@@ -27,13 +33,29 @@ PLAUSIBLE_HC_MM = (30.0, 400.0)
 HC18_FIELDS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
 
 
+def inset(measurement: PerimeterMeasurement, offset_px: float) -> PerimeterMeasurement:
+    """The ellipse moved ``offset_px`` inwards (both semi-axes shortened), never below 1 px."""
+    if not offset_px:
+        return measurement
+    return replace(
+        measurement,
+        semi_axis_a_px=max(1.0, measurement.semi_axis_a_px - offset_px),
+        semi_axis_b_px=max(1.0, measurement.semi_axis_b_px - offset_px),
+    )
+
+
 def measure_head(
     scan_path: Path,
     mask_path: Path,
     params: dict[str, Any],
     progress: ProgressCallback = no_progress,
+    boundary_offset_px: float = 0.0,
 ) -> PipelineOutput:
-    """HC in mm with the fitted ellipse over the scan, or a flagged empty result."""
+    """HC in mm with the fitted ellipse over the scan, or a flagged empty result.
+
+    ``boundary_offset_px`` (from the model's manifest) moves the fitted ellipse inwards: a model
+    trained on masks drawn with their outline predicts a boundary that far outside the contour.
+    """
     scan = read_scan(scan_path)
     spacing = params.get("pixel_spacing_mm") or scan.pixel_spacing_mm
     if not spacing:
@@ -47,7 +69,7 @@ def measure_head(
         )
     progress(80)
     try:
-        measurement = measure_perimeter(mask, spacing)
+        measurement = inset(measure_perimeter(mask, spacing), boundary_offset_px)
     except PipelineError as exc:
         if exc.code not in {"empty_mask", "degenerate_mask"}:
             raise
@@ -65,6 +87,7 @@ def measure_head(
         "head_circumference_mm": fields["circumference_mm"],
         **{name: fields[name] for name in HC18_FIELDS},
         **{name: value for name, value in fields.items() if name not in HC18_FIELDS},
+        "boundary_offset_px": boundary_offset_px,
         "quality_flags": flags,
     }
     del result["circumference_mm"]

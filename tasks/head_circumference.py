@@ -8,15 +8,31 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from pipelines.base import PipelineOutput, ProgressCallback
+from models.model_registry import ModelRegistry, RegistryError
+from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
 from pipelines.head_circumference import measure_head
 from tasks.runner import Stage, run_job
 from tasks.segmentation import segment_with_model
+from webapp.extensions import db
+from webapp.records import Job
 from webapp.settings_access import current_settings
 from webapp.storage import MediaStorage
 
 MEASURE_TASK = "scanqueue.head_circumference.measure"
 MASK_ARTIFACT = "mask.png"
+
+
+def boundary_offset(model_dir: Path, job_id: uuid.UUID) -> float:
+    """The mask-boundary offset of the model version that segmented this job (0 if unknown)."""
+    job = db.session.get(Job, job_id)
+    if job is None or not job.model_name or not job.model_version:
+        return 0.0
+    try:
+        return (
+            ModelRegistry(model_dir).manifest(job.model_name, job.model_version).boundary_offset_px
+        )
+    except RegistryError as exc:
+        raise PipelineError("model_unavailable", str(exc)) from None
 
 
 @shared_task(name="scanqueue.head_circumference.segment", bind=True)
@@ -30,12 +46,14 @@ def segment_head(self: Task, job_id: str) -> str:
 @shared_task(name=MEASURE_TASK, bind=True)
 def measure(self: Task, job_id: str) -> str:
     """Stage 2: fit the ellipse to the stage-1 mask and record the circumference."""
-    storage = MediaStorage(current_settings().MEDIA_ROOT)
+    settings = current_settings()
+    storage = MediaStorage(settings.MEDIA_ROOT)
     mask_path = storage.resolve(storage.artifact_path(uuid.UUID(job_id), MASK_ARTIFACT))
 
     def measure_stage(
         inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
     ) -> PipelineOutput:
-        return measure_head(inputs[0], mask_path, params, progress)
+        offset = boundary_offset(settings.MODEL_DIR, uuid.UUID(job_id))
+        return measure_head(inputs[0], mask_path, params, progress, offset)
 
     return run_job(self, job_id, measure_stage, Stage(first=False))

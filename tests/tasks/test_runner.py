@@ -151,3 +151,43 @@ def test_soft_time_limit_fails_the_job_with_time_limit(app: Flask, client: Flask
     assert run_job(perimeter_task(app), str(job_id), too_slow) == "failed"
     job = fetch(job_id)
     assert job.error_code == "time_limit" and "120 s" in job.error_message
+
+
+def test_a_first_stage_checkpoints_and_hands_the_job_on(app: Flask, client: FlaskClient) -> None:
+    from pipelines.base import ArtifactData
+    from tasks.runner import Stage
+
+    job_id = new_job(client)
+
+    def stage_one(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
+        return PipelineOutput({"stage": 1}, [ArtifactData("mask.png", "image/png", b"\x89PNG")])
+
+    task = perimeter_task(app)
+    # The next task name is not routed to a live worker queue here; publishing is what counts.
+    outcome = run_job(
+        task, str(job_id), stage_one, Stage(next_task="scanqueue.none", progress_after=60)
+    )
+    assert outcome == "continued"
+    job = fetch(job_id)
+    assert (job.status, job.progress, job.result) == ("running", 60, {"stage": 1})
+    assert [artifact.name for artifact in artifact_rows(job_id)] == ["mask.png"]
+
+    def stage_two(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
+        return PipelineOutput({"stage": 2})
+
+    assert run_job(task, str(job_id), stage_two, Stage(first=False)) == "succeeded"
+    job = fetch(job_id)
+    assert (job.status, job.result, job.attempts) == ("succeeded", {"stage": 2}, 1)
+
+
+def test_a_later_stage_does_not_revive_a_cancelled_job(app: Flask, client: FlaskClient) -> None:
+    from tasks.runner import Stage
+
+    job_id = new_job(client)
+    job_state.cancel(job_id)
+
+    def never(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
+        raise AssertionError("must not run")
+
+    assert run_job(perimeter_task(app), str(job_id), never, Stage(first=False)) == "skipped"
+    assert fetch(job_id).status == "cancelled"
