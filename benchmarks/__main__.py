@@ -1,36 +1,40 @@
-"""Measure the perimeter job in-process and end to end through the API and a real worker.
+"""Latency and memory of the perimeter and head circumference jobs, in-process and end to end.
 
     make bench            (or: python -m benchmarks --jobs 30)
 
-The end-to-end run uses a temporary SQLite database and media folder, the Redis at REDIS_URL
-(database 14) and one worker process, the single-machine setup of ``make run``.
+End to end means a real HTTP server (gunicorn, one process) and one real worker process (both
+queues, concurrency 1) on a temporary SQLite database and media folder and the Redis at REDIS_URL
+(database 14): the single-machine setup of ``make run``. The client polls every 5 ms.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import os
 import platform
-import statistics
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import redis
-from flask import Flask
 from flask_migrate import upgrade
-from PIL import Image
-from skimage.draw import ellipse
 
+from models.serving import process_models
+from pipelines.head_circumference import measure_head
 from pipelines.perimeter import perimeter_pipeline
+from pipelines.segmentation import segmentation_pipeline
 from webapp import create_app
-from webapp.config import PROJECT_ROOT
+from webapp.config import PROJECT_ROOT, load_settings
 from webapp.extensions import db
 from webapp.records import User
 from workers.launch import start_worker, stop_worker
@@ -38,20 +42,7 @@ from workers.launch import start_worker, stop_worker
 HC18_DIR = Path(os.environ.get("HC18_DIR", PROJECT_ROOT.parent / "shared" / "datasets" / "hc18"))
 BENCH_REDIS_DB = 14
 POLL_SECONDS = 0.005
-
-
-def sample_masks(count: int, folder: Path) -> tuple[list[Path], str]:
-    """HC18 masks if the dataset is present, else synthetic 800x540 ellipses; and which."""
-    if HC18_DIR.is_dir():
-        return sorted((HC18_DIR / "images").glob("*_HC_Mask.png"))[:count], "HC18 masks 800x540"
-    paths = []
-    for index in range(count):
-        mask = np.zeros((540, 800), dtype=np.uint8)
-        rr, cc = ellipse(270, 400, 150 + index % 40, 230, shape=mask.shape, rotation=index / 10)
-        mask[rr, cc] = 255
-        paths.append(folder / f"synthetic-{index}.png")
-        Image.fromarray(mask).save(paths[-1])
-    return paths, "synthetic ellipses 800x540"
+EMAIL, PASSWORD = "bench@example.org", "bench-password"
 
 
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:
@@ -60,7 +51,8 @@ def percentiles(samples_ms: list[float]) -> tuple[float, float]:
 
 
 def time_each(items: list[Path], run: Callable[[Path], object]) -> list[float]:
-    """Milliseconds each call took."""
+    """Milliseconds each call took (after one untimed warm-up call)."""
+    run(items[0])
     timings = []
     for item in items:
         started = time.perf_counter()
@@ -70,7 +62,7 @@ def time_each(items: list[Path], run: Callable[[Path], object]) -> list[float]:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (the worker's pool), in MB."""
+    """Resident memory of a process and its direct children, in MB."""
     total_kb = 0
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     for each in [str(pid), *children]:
@@ -80,52 +72,74 @@ def rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
-def bench_app(workdir: Path, redis_url: str) -> Flask:
-    """An app on a fresh SQLite database with one user."""
-    app = create_app(
-        {
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
-            "REDIS_URL": redis_url,
-            "MEDIA_ROOT": workdir / "media",
-        }
-    )
-    with app.app_context():
-        upgrade()
-        user = User(email="bench@example.org")
-        user.set_password("bench-password")
-        db.session.add(user)
-        db.session.commit()
-    return app
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
-def end_to_end(app: Flask, masks: list[Path]) -> list[float]:
-    """Submit each mask through the API and poll until final; milliseconds per job."""
-    client = app.test_client()
-    basic = base64.b64encode(b"bench@example.org:bench-password").decode()
-    token = client.post("/api/v1/tokens", headers={"Authorization": f"Basic {basic}"}).json
-    headers = {"Authorization": f"Bearer {token['token']}"}
+class ApiClient:
+    """Just enough of an HTTP client for the benchmark (standard library only)."""
 
-    def run(mask: Path) -> None:
-        response = client.post(
-            "/api/v1/jobs",
-            headers=headers,
-            content_type="multipart/form-data",
-            data={
-                "type": "perimeter",
-                "params": json.dumps({"pixel_spacing_mm": 0.1}),
-                "files": [(io.BytesIO(mask.read_bytes()), mask.name)],
-            },
+    def __init__(self, base: str) -> None:
+        self.base = base
+        basic = base64.b64encode(f"{EMAIL}:{PASSWORD}".encode()).decode()
+        token = self.call("POST", "/api/v1/tokens", headers={"Authorization": f"Basic {basic}"})
+        self.auth = {"Authorization": f"Bearer {token['token']}"}
+
+    def call(self, method: str, path: str, body: bytes | None = None, headers=None) -> dict:
+        """One request; the JSON answer."""
+        request = urllib.request.Request(
+            self.base + path, data=body, method=method, headers=headers or {}
         )
-        assert response.status_code == 202, response.json
-        while True:
-            job = client.get(response.headers["Location"], headers=headers).json
-            if job["status"] in {"succeeded", "failed", "cancelled"}:
-                assert job["status"] == "succeeded", job
-                return
-            time.sleep(POLL_SECONDS)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
 
-    run(masks[0])  # warm-up: first connections and imports
-    return time_each(masks, run)
+    def run_job(self, job_type: str, path: Path, params: dict) -> dict:
+        """Submit one file as multipart form data and poll the job until it is final."""
+        boundary = uuid.uuid4().hex
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\n{job_type}\r\n',
+            f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n'
+            f"{json.dumps(params)}\r\n",
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+            f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n',
+        ]
+        body = "".join(parts).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        headers = {**self.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        job = self.call("POST", "/api/v1/jobs", body, headers)
+        while job["status"] not in {"succeeded", "failed", "cancelled"}:
+            time.sleep(POLL_SECONDS)
+            job = self.call("GET", job["url"], headers=self.auth)
+        if job["status"] != "succeeded":
+            raise RuntimeError(f"benchmark job did not succeed: {job}")
+        return job
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Wait until the server answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("web server exited early")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+def hc18_samples(count: int) -> tuple[list[Path], list[Path], dict[str, float]]:
+    """Masks, images and their pixel sizes from the dataset."""
+    import csv
+
+    with (HC18_DIR / "training_set_pixel_size_and_HC.csv").open() as handle:
+        spacing = {row["filename"]: float(row["pixel size(mm)"]) for row in csv.DictReader(handle)}
+    images = [HC18_DIR / "images" / name for name in sorted(spacing)[:count]]
+    masks = [path.with_name(path.name.replace(".png", "_Mask.png")) for path in images]
+    return masks, images, spacing
 
 
 def main() -> None:
@@ -133,50 +147,97 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="ScanQueue benchmarks")
     parser.add_argument("--jobs", type=int, default=30, help="images per measurement")
     args = parser.parse_args()
+    if not HC18_DIR.is_dir():
+        sys.exit(f"the benchmark uses HC18 images; none at {HC18_DIR} (set HC18_DIR)")
     parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     redis_url = urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_REDIS_DB}", "", ""))
     redis.Redis.from_url(redis_url).flushdb()
+    masks, images, spacing = hc18_samples(args.jobs)
+    settings = load_settings()
 
-    with tempfile.TemporaryDirectory(prefix="scanqueue-bench-") as tmp:
-        workdir = Path(tmp)
-        masks, source = sample_masks(args.jobs, workdir)
-        perimeter_pipeline([masks[0]], {"pixel_spacing_mm": 0.1})
-        in_process = time_each(
-            masks, lambda mask: perimeter_pipeline([mask], {"pixel_spacing_mm": 0.1})
+    def perimeter(mask: Path) -> object:
+        return perimeter_pipeline([mask], {"pixel_spacing_mm": 0.1})
+
+    loaded = process_models.get(
+        settings.MODEL_DIR, settings.SEGMENTATION_MODEL, settings.SEGMENTATION_MODEL_VERSION
+    )
+    scratch = Path(tempfile.mkdtemp(prefix="scanqueue-bench-"))
+
+    def head_circumference(image: Path) -> object:
+        params = {"pixel_spacing_mm": spacing[image.name]}
+        segmented = segmentation_pipeline(
+            [image], params, model=loaded.model, manifest=loaded.manifest
+        )
+        mask_path = scratch / "mask.png"
+        mask_path.write_bytes(segmented.artifacts[0].data)
+        return measure_head(
+            image, mask_path, params, boundary_offset_px=loaded.manifest.boundary_offset_px
         )
 
-        app = bench_app(workdir, redis_url)
-        env = {
-            **os.environ,
-            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-            "REDIS_URL": redis_url,
-            "MEDIA_ROOT": str(workdir / "media"),
-        }
-        worker = start_worker(env, workdir / "worker.log", concurrency=1)
-        try:
-            through_api = end_to_end(app, masks)
-            worker_rss = rss_mb(worker.pid)
-        finally:
-            stop_worker(worker)
+    in_process = {
+        "perimeter": time_each(masks, perimeter),
+        "head_circumference": time_each(images, head_circumference),
+    }
 
-    p50_in, p95_in = percentiles(in_process)
-    p50_e2e, p95_e2e = percentiles(through_api)
-    rows = [
-        ("perimeter pipeline, in-process", f"{p50_in:.1f}", f"{p95_in:.1f}"),
-        ("perimeter job, API -> worker -> done", f"{p50_e2e:.1f}", f"{p95_e2e:.1f}"),
-        ("platform overhead (difference)", f"{p50_e2e - p50_in:.1f}", f"{p95_e2e - p95_in:.1f}"),
-    ]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{scratch / 'bench.db'}",
+        "REDIS_URL": redis_url,
+        "MEDIA_ROOT": str(scratch / "media"),
+    }
+    app = create_app({key: env[key] for key in ("DATABASE_URL", "REDIS_URL", "MEDIA_ROOT")})
+    with app.app_context():
+        upgrade()
+        user = User(email=EMAIL)
+        user.set_password(PASSWORD)
+        db.session.add(user)
+        db.session.commit()
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
+         "webapp:create_app()"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    worker = start_worker(env, scratch / "worker.log", concurrency=1)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", web)
+        client = ApiClient(f"http://127.0.0.1:{port}")
+        end_to_end = {
+            "perimeter": time_each(
+                masks, lambda m: client.run_job("perimeter", m, {"pixel_spacing_mm": 0.1})
+            ),
+            "head_circumference": time_each(
+                images,
+                lambda i: client.run_job(
+                    "head_circumference", i, {"pixel_spacing_mm": spacing[i.name]}
+                ),
+            ),
+        }
+        worker_rss, web_rss = rss_mb(worker.pid), rss_mb(web.pid)
+    finally:
+        stop_worker(worker)
+        web.terminate()
+        web.wait(timeout=30)
+
     print(
-        f"\nScanQueue benchmark: {len(masks)} {source}; {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, SQLite + Redis, 1 worker process, "
-        f"client polls every {POLL_SECONDS * 1000:.0f} ms\n"
+        f"\nScanQueue benchmark: {len(images)} HC18 images/masks (800x540); {os.cpu_count()} CPUs,"
+        f" no GPU, Python {platform.python_version()}; model {loaded.manifest.name} "
+        f"{loaded.manifest.version}; gunicorn 1 process + 1 worker process (both queues), "
+        f"SQLite + Redis; client polls every {POLL_SECONDS * 1000:.0f} ms\n"
     )
-    print(f"| {'measurement':<40} | {'p50 ms':>8} | {'p95 ms':>8} |")
-    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 10}|")
-    for name, p50, p95 in rows:
-        print(f"| {name:<40} | {p50:>8} | {p95:>8} |")
-    print(f"\nworker resident memory (main + pool process): {worker_rss:.0f} MB")
-    print(f"mean in-process {statistics.mean(in_process):.1f} ms over {len(in_process)} images")
+    print(f"| {'measurement':<52} | {'p50 ms':>8} | {'p95 ms':>8} |")
+    print(f"|{'-' * 54}|{'-' * 10}|{'-' * 10}|")
+    for job_type in ("perimeter", "head_circumference"):
+        p50_in, p95_in = percentiles(in_process[job_type])
+        p50_e2e, p95_e2e = percentiles(end_to_end[job_type])
+        for name, p50, p95 in (
+            (f"{job_type}: pipeline in-process", p50_in, p95_in),
+            (f"{job_type}: HTTP API -> worker -> succeeded", p50_e2e, p95_e2e),
+            (f"{job_type}: platform overhead (difference)", p50_e2e - p50_in, p95_e2e - p95_in),
+        ):
+            print(f"| {name:<52} | {p50:>8.1f} | {p95:>8.1f} |")
+    print(f"\nworker resident memory, model loaded (main + pool process): {worker_rss:.0f} MB")
+    print(f"web resident memory (gunicorn master + 1 worker): {web_rss:.0f} MB")
 
 
 if __name__ == "__main__":
