@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
+
 ProgressCallback = Callable[[int], None]
+
+# Artifacts are review images: fast compression matters more than a few kB (level 6: 3x slower).
+PNG_COMPRESS_LEVEL = 1
 
 
 def no_progress(_percent: int) -> None:
@@ -47,3 +53,10 @@ class PipelineOutput:
     result: dict[str, Any]
     artifacts: list[ArtifactData] = field(default_factory=list)
     model: ModelIdentity | None = None
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode an image as PNG with fast compression."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()

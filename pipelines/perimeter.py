@@ -30,7 +30,6 @@ that of the major semi-axis ``a`` from the +x axis towards +y (clockwise on scre
 
 from __future__ import annotations
 
-import io
 import math
 import numbers
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from pipelines.base import (
     PipelineOutput,
     ProgressCallback,
     no_progress,
+    png_bytes,
 )
 
 # Blobs smaller than this fraction of the largest are noise, not a second object.
@@ -295,9 +295,7 @@ def render_overlay(
     arm = max(3.0, min(measurement.semi_axis_b_px / 8, 12.0))
     draw.line([(x - arm, y), (x + arm, y)], fill=CENTRE_COLOUR, width=2)
     draw.line([(x, y - arm), (x, y + arm)], fill=CENTRE_COLOUR, width=2)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(image)
 
 
 def perimeter_pipeline(

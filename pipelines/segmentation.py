@@ -8,7 +8,6 @@ outputs one softmax channel per class.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,15 +20,17 @@ from pipelines.base import (
     PipelineOutput,
     ProgressCallback,
     no_progress,
+    png_bytes,
 )
 from pipelines.scans import Scan, read_scan
 
 # Overlay colours by class index (background, then foreground classes).
 PALETTE = np.array(
     [(0, 0, 0), (255, 80, 80), (80, 200, 255), (120, 230, 90), (250, 200, 60), (200, 120, 255)],
-    dtype=np.float32,
+    dtype=np.uint16,
 )
-OVERLAY_ALPHA = 0.4
+# Tint weight of the class colour, in tenths (integer arithmetic keeps the overlay cheap).
+OVERLAY_TENTHS = 4
 
 
 class SegmentationModelSpec(Protocol):
@@ -108,23 +109,16 @@ def class_areas(
 def mask_png(class_map: np.ndarray, binary: bool) -> bytes:
     """The class map as a PNG: 0/255 for a binary model, class indices otherwise."""
     values = class_map * 255 if binary else class_map
-    return _png(Image.fromarray(values.astype(np.uint8), mode="L"))
+    return png_bytes(Image.fromarray(values.astype(np.uint8)))
 
 
 def overlay_png(pixels: np.ndarray, class_map: np.ndarray) -> bytes:
     """The scan in grey with every foreground class tinted in its colour."""
-    grey = np.repeat(pixels[..., None].astype(np.float32), 3, axis=-1)
+    grey = np.repeat(pixels[..., None].astype(np.uint16), 3, axis=-1)
     colours = PALETTE[class_map % len(PALETTE)]
-    tinted = np.where(
-        (class_map > 0)[..., None], (1 - OVERLAY_ALPHA) * grey + OVERLAY_ALPHA * colours, grey
-    )
-    return _png(Image.fromarray(np.clip(tinted, 0, 255).astype(np.uint8), mode="RGB"))
-
-
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    blended = ((10 - OVERLAY_TENTHS) * grey + OVERLAY_TENTHS * colours) // 10
+    tinted = np.where((class_map > 0)[..., None], blended, grey)
+    return png_bytes(Image.fromarray(tinted.astype(np.uint8)))
 
 
 def scan_spacing(scan: Scan, params: dict[str, Any]) -> float | None:
@@ -139,8 +133,9 @@ def segmentation_pipeline(
     *,
     model: BatchPredictor,
     manifest: SegmentationModelSpec,
+    with_overlay: bool = True,
 ) -> PipelineOutput:
-    """One scan in; its mask and overlay PNGs and per-class areas out."""
+    """One scan in; its mask (and overlay) PNGs and per-class areas out."""
     if len(inputs) != 1:
         raise PipelineError("invalid_inputs", f"segmentation takes one image, got {len(inputs)}.")
     scan = read_scan(inputs[0])
@@ -155,8 +150,9 @@ def segmentation_pipeline(
         "pixel_spacing_mm": spacing,
         "classes": class_areas(class_map, manifest.classes, spacing),
     }
-    artifacts = [
-        ArtifactData("mask.png", "image/png", mask_png(class_map, manifest.is_binary)),
-        ArtifactData("overlay.png", "image/png", overlay_png(scan.pixels, class_map)),
-    ]
+    artifacts = [ArtifactData("mask.png", "image/png", mask_png(class_map, manifest.is_binary))]
+    if with_overlay:
+        artifacts.append(
+            ArtifactData("overlay.png", "image/png", overlay_png(scan.pixels, class_map))
+        )
     return PipelineOutput(result=result, artifacts=artifacts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,9 @@ def boundary_offset(model_dir: Path, job_id: uuid.UUID) -> float:
 @shared_task(name="scanqueue.head_circumference.segment", bind=True)
 def segment_head(self: Task, job_id: str) -> str:
     """Stage 1: predict the head mask, keep it as an artifact, hand the job to stage 2."""
-    return run_job(
-        self, job_id, segment_with_model, Stage(next_task=MEASURE_TASK, progress_after=60)
-    )
+    # Stage 2 draws the overlay that matters (the ellipse on the scan); skip the mask tint here.
+    mask_only = partial(segment_with_model, with_overlay=False)
+    return run_job(self, job_id, mask_only, Stage(next_task=MEASURE_TASK, progress_after=60))
 
 
 @shared_task(name=MEASURE_TASK, bind=True)

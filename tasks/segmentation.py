@@ -27,12 +27,20 @@ def segmentation_model() -> LoadedModel:
 
 
 def segment_with_model(
-    inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
+    inputs: list[Path],
+    params: dict[str, Any],
+    progress: ProgressCallback,
+    with_overlay: bool = True,
 ) -> PipelineOutput:
     """Run the segmentation pipeline with the loaded model and name the model in the output."""
     loaded = segmentation_model()
     output = segmentation_pipeline(
-        inputs, params, progress, model=loaded.model, manifest=loaded.manifest
+        inputs,
+        params,
+        progress,
+        model=loaded.model,
+        manifest=loaded.manifest,
+        with_overlay=with_overlay,
     )
     return dataclasses.replace(output, model=loaded.identity)
 
