@@ -15,7 +15,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,26 +61,49 @@ def hc_or_none(mask: np.ndarray, spacing: float, offset_px: float = 0.0) -> floa
         return None
 
 
-def estimate_boundary_offset(images: list[Hc18Image]) -> float:
-    """How far (px, median) the ground-truth mask's edge lies outside the reference ellipse.
+def boundary_offset_px(mask: np.ndarray, image: Hc18Image) -> float | None:
+    """How far (px) the mask's fitted ellipse lies outside the reference one.
 
-    HC18 masks are the sonographer's ellipse drawn filled with its outline; a perimeter grows by
-    2π per pixel of outward offset, so offset = (HC_mask - HC_reference) / (2π · pixel size).
-    Estimated on the training split only.
+    A perimeter grows by 2π per pixel of outward offset: (HC_mask - HC_reference) / (2π · size).
     """
-    offsets = [
-        (hc_or_none(load_mask(i.mask_path), i.pixel_size_mm) - i.head_circumference_mm)
-        / (2 * math.pi * i.pixel_size_mm)
-        for i in images
-    ]
-    return round(float(np.median(offsets)), 3)
+    measured = hc_or_none(mask, image.pixel_size_mm)
+    if measured is None:
+        return None
+    return (measured - image.head_circumference_mm) / (2 * math.pi * image.pixel_size_mm)
 
 
-def score_images(model: object, spec: ModelManifest, images: list[Hc18Image]) -> list[ImageScore]:
+def median_offset(offsets: list[float | None]) -> float:
+    """Median of the offsets that could be measured, rounded to 1/1000 px."""
+    return round(float(np.median([o for o in offsets if o is not None])), 3)
+
+
+def predict_mask(model: object, spec: ModelManifest, image: Hc18Image) -> np.ndarray:
+    """The model's head mask at the image's full resolution."""
+    return predict_class_map(model, spec, load_gray(image.image_path)).astype(bool)
+
+
+def calibrate_offsets(
+    model: object, spec: ModelManifest, train: list[Hc18Image]
+) -> tuple[float, float]:
+    """(model offset, annotation offset) in px, both measured on the training split only.
+
+    The annotation offset is where HC18's drawn masks (ellipse plus outline) put the edge; the
+    model offset is where this model's predicted masks put it. The job subtracts the latter.
+    """
+    annotation = median_offset([boundary_offset_px(load_mask(i.mask_path), i) for i in train])
+    model_offset = median_offset(
+        [boundary_offset_px(predict_mask(model, spec, i), i) for i in train]
+    )
+    return model_offset, annotation
+
+
+def score_images(
+    model: object, spec: ModelManifest, images: list[Hc18Image], annotation_offset_px: float = 0.0
+) -> list[ImageScore]:
     """Predict each image at full resolution and compare with its mask and reference HC."""
     scores = []
     for image in images:
-        predicted = predict_class_map(model, spec, load_gray(image.image_path)).astype(bool)
+        predicted = predict_mask(model, spec, image)
         truth = load_mask(image.mask_path)
         scores.append(
             ImageScore(
@@ -88,7 +111,7 @@ def score_images(model: object, spec: ModelManifest, images: list[Hc18Image]) ->
                 dice(predicted, truth),
                 hc_or_none(predicted, image.pixel_size_mm, spec.boundary_offset_px),
                 image.head_circumference_mm,
-                hc_or_none(truth, image.pixel_size_mm, spec.boundary_offset_px),
+                hc_or_none(truth, image.pixel_size_mm, annotation_offset_px),
             )
         )
     return scores
@@ -155,13 +178,21 @@ def main() -> None:
 
     model = keras.saving.load_model(args.weights, compile=False)
     train, validation = split_by_subject(list_images(args.data))
-    offset = estimate_boundary_offset(train)
-    print(f"{'boundary_offset_px (train split)':<32}{offset}")
-    spec = spec_for(model, args.model_name, args.version, args.weights, offset)
+    uncalibrated = spec_for(model, args.model_name, args.version, args.weights, 0.0)
+    model_offset, annotation_offset = calibrate_offsets(model, uncalibrated, train)
+    spec = replace(uncalibrated, boundary_offset_px=model_offset)
     started = time.perf_counter()
-    scores = score_images(model, spec, validation)
-    metrics = summarise(scores)
-    metrics["seconds_per_image"] = round((time.perf_counter() - started) / len(scores), 3)
+    scores = score_images(model, spec, validation, annotation_offset)
+    seconds_per_image = round((time.perf_counter() - started) / len(scores), 3)
+    raw = summarise(score_images(model, uncalibrated, validation, annotation_offset))
+    metrics = {
+        "boundary_offset_px": model_offset,
+        "annotation_offset_px": annotation_offset,
+        **summarise(scores),
+        "hc_mae_mm_without_offset": raw["hc_mae_mm"],
+        "hc_bias_mm_without_offset": raw["hc_bias_mm"],
+    }
+    metrics["seconds_per_image"] = seconds_per_image
     for key, value in metrics.items():
         print(f"{key:<32}{value}")
     print("worst HC errors:")
