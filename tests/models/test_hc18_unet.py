@@ -1,0 +1,50 @@
+"""The committed HC18 U-Net, checked on real validation images the way the job measures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.evaluate import score_images
+from models.hc18 import SPLIT_FILE, list_images
+from models.serving import ModelCache
+from models.unet import build_unet
+from tests.conftest import HC18_DIR
+from webapp.config import load_settings
+
+# Six fixed images: the first of the recorded validation split (never seen in training).
+SAMPLE_SIZE = 6
+
+
+@pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"no HC18 data at {HC18_DIR}")
+def test_released_model_segments_and_measures_validation_images() -> None:
+    settings = load_settings()
+    # The worker's own loading path: the sha256 in the manifest is checked before loading.
+    loaded = ModelCache().get(settings.MODEL_DIR, "hc18-unet")
+    names = json.loads(SPLIT_FILE.read_text())["validation"][:SAMPLE_SIZE]
+    by_name = {image.name: image for image in list_images(HC18_DIR)}
+
+    scores = score_images(loaded.model, loaded.manifest, [by_name[name] for name in names])
+
+    # Bounds well inside the model card's validation metrics (mean Dice, HC error per image).
+    assert np.mean([s.dice for s in scores]) >= 0.93, scores
+    for score in scores:
+        assert score.error_mm is not None and abs(score.error_mm) <= 6.0, score
+
+
+def test_multi_class_unet_outputs_softmax_over_classes() -> None:
+    model = build_unet((32, 48, 1), base_filters=4, depth=2, num_classes=3)
+    x = np.random.default_rng(0).random((2, 32, 48, 1), dtype=np.float32)
+
+    output = np.asarray(model.predict_on_batch(x))
+
+    assert output.shape == (2, 32, 48, 3)
+    assert model.layers[-1].activation.__name__ == "softmax"
+    np.testing.assert_allclose(output.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_unet_refuses_input_not_divisible_by_its_depth() -> None:
+    with pytest.raises(ValueError, match="divisible"):
+        build_unet((30, 48, 1), depth=2)
