@@ -6,10 +6,12 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -36,22 +38,16 @@ class WorkerStack:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def worker_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[WorkerStack]:
-    """One worker for the integration tests, on its own Postgres database and media root."""
-    base = tmp_path_factory.mktemp("integration")
-    # A tiny real model stands in for the segmentation model: the plumbing is under test here.
-    write_registry_model(
-        base / "registry", TEST_MODEL, "1.0.0", bright_pixel_model(), BINARY_CLASSES
-    )
+@contextmanager
+def running_stack(base: Path, redis_url: str, **model_settings: str) -> Iterator[WorkerStack]:
+    """An app and a worker on a fresh Postgres database, a media root and the given models."""
     with fresh_postgres_database() as database_url:
         settings = {
             "SCANQUEUE_ENV": "testing",
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "MEDIA_ROOT": str(base / "media"),
-            "MODEL_DIR": str(base / "registry"),
-            "SEGMENTATION_MODEL": TEST_MODEL,
+            **model_settings,
         }
         app = build_app(database_url, redis_url, base / "media", **settings)
         env = {**os.environ, **settings, "PYTHONUNBUFFERED": "1"}
@@ -62,6 +58,31 @@ def worker_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> It
             stop_worker(process)
             with app.app_context():
                 db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def worker_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[WorkerStack]:
+    """One worker for the integration tests, with a tiny stand-in segmentation model."""
+    base = tmp_path_factory.mktemp("integration")
+    # A tiny real model stands in for the segmentation model: the plumbing is under test here.
+    write_registry_model(
+        base / "registry", TEST_MODEL, "1.0.0", bright_pixel_model(), BINARY_CLASSES
+    )
+    with running_stack(
+        base, redis_url, MODEL_DIR=str(base / "registry"), SEGMENTATION_MODEL=TEST_MODEL
+    ) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def released_model_stack(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[WorkerStack]:
+    """A worker serving the committed registry models, on a Redis database of its own."""
+    own_redis = redis_url.rsplit("/", 1)[0] + "/12"
+    redis.Redis.from_url(own_redis).flushdb()
+    with running_stack(tmp_path_factory.mktemp("released"), own_redis) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -1,0 +1,44 @@
+"""The committed head model through the running system (API, gpu stage, cpu stage) on HC18."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from tests.builders import bearer, make_user, submit_job
+from tests.conftest import HC18_DIR
+from tests.integration.conftest import WorkerStack, wait_for_final
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"no HC18 data at {HC18_DIR}"),
+]
+
+# Validation-split images (models/hc18_split.json): never seen in training.
+IMAGES = ["000_HC.png", "015_HC.png"]
+
+
+def test_released_model_measures_hc18_images_through_the_system(
+    released_model_stack: WorkerStack,
+) -> None:
+    with (HC18_DIR / "training_set_pixel_size_and_HC.csv").open() as handle:
+        rows = {row["filename"]: row for row in csv.DictReader(handle)}
+    stack = released_model_stack
+    with stack.app.app_context():
+        client = stack.app.test_client()
+        headers = bearer(client, make_user().email)
+        files = [((HC18_DIR / "images" / name).read_bytes(), name) for name in IMAGES]
+        # One request per image: each has its own pixel size.
+        for content, name in files:
+            spacing = float(rows[name]["pixel size(mm)"])
+            response = submit_job(
+                client, headers, [(content, name)], {"pixel_spacing_mm": spacing},
+                job_type="head_circumference",
+            )  # fmt: skip
+            assert response.status_code == 202
+            job = wait_for_final(client, headers, response.headers["Location"])
+            assert job["status"] == "succeeded", (job, stack.log())
+            assert job["model"]["name"] == "hc18-unet"
+            reference = float(rows[name]["head circumference (mm)"])
+            assert job["result"]["head_circumference_mm"] == pytest.approx(reference, abs=6.0)
