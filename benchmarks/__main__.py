@@ -29,7 +29,8 @@ import numpy as np
 import redis
 from flask_migrate import upgrade
 
-from models.serving import process_models
+from models.hc18 import list_images
+from models.serving import segmentation_model
 from pipelines.head_circumference import measure_head
 from pipelines.perimeter import perimeter_pipeline
 from pipelines.segmentation import segmentation_pipeline
@@ -132,14 +133,10 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 6
 
 
 def hc18_samples(count: int) -> tuple[list[Path], list[Path], dict[str, float]]:
-    """Masks, images and their pixel sizes from the dataset."""
-    import csv
-
-    with (HC18_DIR / "training_set_pixel_size_and_HC.csv").open() as handle:
-        spacing = {row["filename"]: float(row["pixel size(mm)"]) for row in csv.DictReader(handle)}
-    images = [HC18_DIR / "images" / name for name in sorted(spacing)[:count]]
-    masks = [path.with_name(path.name.replace(".png", "_Mask.png")) for path in images]
-    return masks, images, spacing
+    """Masks, images and their pixel sizes from the dataset (first ``count`` by name)."""
+    sample = sorted(list_images(HC18_DIR), key=lambda image: image.name)[:count]
+    spacing = {image.name: image.pixel_size_mm for image in sample}
+    return [i.mask_path for i in sample], [i.image_path for i in sample], spacing
 
 
 def main() -> None:
@@ -158,9 +155,7 @@ def main() -> None:
     def perimeter(mask: Path) -> object:
         return perimeter_pipeline([mask], {"pixel_spacing_mm": 0.1})
 
-    loaded = process_models.get(
-        settings.MODEL_DIR, settings.SEGMENTATION_MODEL, settings.SEGMENTATION_MODEL_VERSION
-    )
+    loaded = segmentation_model(settings)
     scratch = Path(tempfile.mkdtemp(prefix="scanqueue-bench-"))
 
     def head_circumference(image: Path) -> object:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -59,4 +59,27 @@ class ModelCache:
 # The worker process's models (filled at warm-up after the fork, or on first use).
 process_models = ModelCache()
 
-__all__ = ["LoadedModel", "ModelCache", "RegistryError", "load_model", "process_models"]
+
+class SegmentationSettings(Protocol):
+    """The settings that choose the segmentation model (webapp.config.Settings has them)."""
+
+    MODEL_DIR: Path
+    SEGMENTATION_MODEL: str
+    SEGMENTATION_MODEL_VERSION: str
+
+
+def segmentation_model(settings: SegmentationSettings) -> LoadedModel:
+    """This process's configured segmentation model; RegistryError if it cannot be loaded."""
+    return process_models.get(
+        settings.MODEL_DIR, settings.SEGMENTATION_MODEL, settings.SEGMENTATION_MODEL_VERSION
+    )
+
+
+__all__ = [
+    "LoadedModel",
+    "ModelCache",
+    "RegistryError",
+    "load_model",
+    "process_models",
+    "segmentation_model",
+]

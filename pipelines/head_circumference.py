@@ -27,7 +27,7 @@ from pipelines.perimeter import (
     render_overlay,
 )
 from pipelines.scans import read_scan
-from pipelines.segmentation import overlay_png
+from pipelines.segmentation import overlay_png, scan_spacing
 
 PLAUSIBLE_HC_MM = (30.0, 400.0)
 HC18_FIELDS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
@@ -57,7 +57,7 @@ def measure_head(
     trained on masks drawn with their outline predicts a boundary that far outside the contour.
     """
     scan = read_scan(scan_path)
-    spacing = params.get("pixel_spacing_mm") or scan.pixel_spacing_mm
+    spacing = scan_spacing(scan, params)
     if not spacing:
         raise PipelineError(
             "missing_pixel_spacing", "No pixel_spacing_mm and no DICOM PixelSpacing."

@@ -8,20 +8,17 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from models.serving import LoadedModel, RegistryError, process_models
+from models.serving import LoadedModel, RegistryError, segmentation_model
 from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
 from pipelines.segmentation import segmentation_pipeline
 from tasks.runner import run_job
 from webapp.settings_access import current_settings
 
 
-def segmentation_model() -> LoadedModel:
+def job_segmentation_model() -> LoadedModel:
     """The process's segmentation model; a registry problem becomes a clear job failure."""
-    settings = current_settings()
     try:
-        return process_models.get(
-            settings.MODEL_DIR, settings.SEGMENTATION_MODEL, settings.SEGMENTATION_MODEL_VERSION
-        )
+        return segmentation_model(current_settings())
     except RegistryError as exc:
         raise PipelineError("model_unavailable", str(exc)) from None
 
@@ -33,7 +30,7 @@ def segment_with_model(
     with_overlay: bool = True,
 ) -> PipelineOutput:
     """Run the segmentation pipeline with the loaded model and name the model in the output."""
-    loaded = segmentation_model()
+    loaded = job_segmentation_model()
     output = segmentation_pipeline(
         inputs,
         params,

@@ -17,12 +17,20 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy.engine import make_url
 
+from models.hc18 import Hc18Image, list_images
 from webapp import create_app
 from webapp.extensions import db
 from webapp.settings_access import current_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HC18_DIR = Path(os.environ.get("HC18_DIR", REPO_ROOT.parent / "shared" / "datasets" / "hc18"))
+
+
+def hc18_images() -> dict[str, Hc18Image]:
+    """The dataset's annotated images by file name (call only when HC18_DIR exists)."""
+    return {image.name: image for image in list_images(HC18_DIR)}
+
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

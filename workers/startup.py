@@ -35,13 +35,10 @@ def pin_gpu() -> None:
 
 def warm_up_models(flask_app: Flask) -> None:
     """Load and warm the segmentation model now, so the first job does not pay for it."""
-    from models.serving import RegistryError, process_models
+    from models.serving import RegistryError, segmentation_model
 
-    settings = flask_app.extensions[SETTINGS_KEY]
     try:
-        process_models.get(
-            settings.MODEL_DIR, settings.SEGMENTATION_MODEL, settings.SEGMENTATION_MODEL_VERSION
-        )
+        segmentation_model(flask_app.extensions[SETTINGS_KEY])
     except RegistryError as exc:
         # Jobs that need it will fail with model_unavailable and this reason; the worker lives.
         log.error("segmentation model unavailable: %s", exc)

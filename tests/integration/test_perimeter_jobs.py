@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 
@@ -11,7 +10,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from tests.builders import blank_png, ellipse_mask_png, submit_job
-from tests.conftest import HC18_DIR
+from tests.conftest import HC18_DIR, hc18_images
 from tests.integration.conftest import WorkerStack, wait_for_final
 
 pytestmark = pytest.mark.integration
@@ -26,29 +25,20 @@ def submit_mask(client: FlaskClient, headers: dict[str, str], png: bytes, spacin
     return response.headers["Location"]
 
 
-def hc18_reference(image_name: str) -> tuple[float, float]:
-    """(pixel size mm, reference head circumference mm) from the dataset's CSV."""
-    with (HC18_DIR / "training_set_pixel_size_and_HC.csv").open() as handle:
-        for row in csv.DictReader(handle):
-            if row["filename"] == image_name:
-                return float(row["pixel size(mm)"]), float(row["head circumference (mm)"])
-    raise KeyError(image_name)
-
-
 @pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"HC18 data not found at {HC18_DIR}")
 def test_hc18_mask_reaches_succeeded_with_the_reference_circumference(
     stack_client: Client, worker_stack: WorkerStack
 ) -> None:
     client, headers = stack_client
-    spacing, reference_mm = hc18_reference("000_HC.png")
-    png = (HC18_DIR / "images" / "000_HC_Mask.png").read_bytes()
+    image = hc18_images()["000_HC.png"]
+    png = image.mask_path.read_bytes()
 
-    job = wait_for_final(client, headers, submit_mask(client, headers, png, spacing))
+    job = wait_for_final(client, headers, submit_mask(client, headers, png, image.pixel_size_mm))
 
     assert job["status"] == "succeeded", (job, worker_stack.log())
     assert job["progress"] == 100 and job["attempts"] == 1
     # The mask's outer edge runs about 1 mm longer than the sonographer's outline (dataset README).
-    assert job["result"]["circumference_mm"] == pytest.approx(reference_mm, abs=3.0)
+    assert job["result"]["circumference_mm"] == pytest.approx(image.head_circumference_mm, abs=3.0)
     [overlay] = job["artifacts"]
     download = client.get(overlay["url"], headers=headers)
     assert download.status_code == 200 and download.mimetype == "image/png"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 
 from tests.builders import bearer, make_user, submit_job
-from tests.conftest import HC18_DIR
+from tests.conftest import HC18_DIR, hc18_images
 from tests.integration.conftest import WorkerStack, wait_for_final
 
 pytestmark = [
@@ -22,23 +20,21 @@ IMAGES = ["000_HC.png", "015_HC.png"]
 def test_released_model_measures_hc18_images_through_the_system(
     released_model_stack: WorkerStack,
 ) -> None:
-    with (HC18_DIR / "training_set_pixel_size_and_HC.csv").open() as handle:
-        rows = {row["filename"]: row for row in csv.DictReader(handle)}
+    images = hc18_images()
     stack = released_model_stack
     with stack.app.app_context():
         client = stack.app.test_client()
         headers = bearer(client, make_user().email)
-        files = [((HC18_DIR / "images" / name).read_bytes(), name) for name in IMAGES]
         # One request per image: each has its own pixel size.
-        for content, name in files:
-            spacing = float(rows[name]["pixel size(mm)"])
+        for image in (images[name] for name in IMAGES):
             response = submit_job(
-                client, headers, [(content, name)], {"pixel_spacing_mm": spacing},
-                job_type="head_circumference",
+                client, headers, [(image.image_path.read_bytes(), image.name)],
+                {"pixel_spacing_mm": image.pixel_size_mm}, job_type="head_circumference",
             )  # fmt: skip
             assert response.status_code == 202
             job = wait_for_final(client, headers, response.headers["Location"])
             assert job["status"] == "succeeded", (job, stack.log())
             assert job["model"]["name"] == "hc18-unet"
-            reference = float(rows[name]["head circumference (mm)"])
-            assert job["result"]["head_circumference_mm"] == pytest.approx(reference, abs=6.0)
+            assert job["result"]["head_circumference_mm"] == pytest.approx(
+                image.head_circumference_mm, abs=6.0
+            )

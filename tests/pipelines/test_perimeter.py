@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -24,11 +22,7 @@ from pipelines.perimeter import (
     perimeter_pipeline,
     render_overlay,
 )
-
-# The dataset sits beside the repository (../shared/datasets/hc18); HC18_DIR overrides it.
-HC18_DIR = Path(
-    os.environ.get("HC18_DIR", Path(__file__).resolve().parents[2].parent / "shared/datasets/hc18")
-)
+from tests.conftest import HC18_DIR, hc18_images
 
 
 def drawn_ellipse(
@@ -298,15 +292,12 @@ HC18_SAMPLE = [
 
 @pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"HC18 data not found at {HC18_DIR}")
 def test_hc18_masks_match_the_reference_circumference() -> None:
-    with (HC18_DIR / "training_set_pixel_size_and_HC.csv").open() as handle:
-        rows = {row["filename"]: row for row in csv.DictReader(handle)}
-    sample = [n for n in HC18_SAMPLE if n in rows]
+    images = hc18_images()
+    sample = [images[name] for name in HC18_SAMPLE if name in images]
     assert len(sample) >= 6, f"expected most of {HC18_SAMPLE} in the CSV"
-    for name in sample:
-        mask_path = HC18_DIR / "images" / name.replace(".png", "_Mask.png")
-        spacing = float(rows[name]["pixel size(mm)"])
-        measured = measure_perimeter(load_mask(mask_path), spacing).circumference_mm
+    for image in sample:
+        measured = measure_perimeter(load_mask(image.mask_path), image.pixel_size_mm)
         # The filled mask's outer edge runs ~1 mm longer than the reference (dataset README).
-        assert measured == pytest.approx(float(rows[name]["head circumference (mm)"]), abs=3.0), (
-            name
+        assert measured.circumference_mm == pytest.approx(image.head_circumference_mm, abs=3.0), (
+            image.name
         )
