@@ -1,6 +1,9 @@
-"""Latency and memory of the perimeter and head circumference jobs, in-process and end to end.
+"""Latency and memory of every job type, in-process and end to end.
 
-    make bench            (or: python -m benchmarks --jobs 30)
+    make bench            (or: python -m benchmarks --jobs 30 --series 5)
+
+Perimeter and head circumference run on HC18 images; face extraction and sequence inference on
+the public-domain astronaut portrait from scikit-image, shifted and rescaled per photo.
 
 End to end means a real HTTP server (gunicorn, one process) and one real worker process (both
 queues, concurrency 1) on a temporary SQLite database and media folder and the Redis at REDIS_URL
@@ -97,17 +100,24 @@ class ApiClient:
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
 
-    def run_job(self, job_type: str, path: Path, params: dict) -> dict:
-        """Submit one file as multipart form data and poll the job until it is final."""
+    def run_job(self, job_type: str, paths: Path | list[Path], params: dict) -> dict:
+        """Submit files as multipart form data and poll the job until it is final."""
         boundary = uuid.uuid4().hex
-        parts = [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\n{job_type}\r\n',
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\n{job_type}\r\n'
             f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n'
-            f"{json.dumps(params)}\r\n",
-            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
-            f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n',
-        ]
-        body = "".join(parts).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+            f"{json.dumps(params)}\r\n"
+        ).encode()
+        for path in paths if isinstance(paths, list) else [paths]:
+            body += (
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+                    f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                ).encode()
+                + path.read_bytes()
+                + b"\r\n"
+            )
+        body += f"--{boundary}--\r\n".encode()
         headers = {**self.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
         job = self.call("POST", "/api/v1/jobs", body, headers)
         while job["status"] not in {"succeeded", "failed", "cancelled"}:
@@ -139,10 +149,79 @@ def hc18_samples(count: int) -> tuple[list[Path], list[Path], dict[str, float]]:
     return [i.mask_path for i in sample], [i.image_path for i in sample], spacing
 
 
+def face_photos(folder: Path, count: int) -> list[Path]:
+    """JPEG portraits (the astronaut), each shifted and rescaled a little: one face per photo."""
+    from PIL import Image
+    from skimage import data
+
+    portrait = Image.fromarray(data.astronaut())
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(count):
+        left, top = rng.integers(0, 40, size=2)
+        photo = portrait.crop((left, top, left + 460, top + 460)).resize((640, 640))
+        path = folder / f"photo{index:02d}.jpg"
+        photo.save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+SERIES_LENGTHS = (5, 15, 30)
+FACE_BATCH = 8
+
+
+def face_timings(photos: list[Path], series: int) -> tuple[dict[str, list[float]], str]:
+    """In-process timings of face extraction (one photo, batch) and the sequence model."""
+    from models.face_detector import face_detector
+    from models.serving import sequence_model
+    from pipelines.faces import extract_faces
+    from pipelines.sequence import Frame, predict_trend
+
+    detector = face_detector()
+    timings: dict[str, list[float]] = {
+        "face_extraction: 1 photo per call": time_each(
+            photos, lambda photo: extract_faces(detector.detector, [photo], {}, _ignore)
+        )
+    }
+    batch_ms = time_each(
+        [photos[i : i + FACE_BATCH] for i in range(0, len(photos) - FACE_BATCH + 1, FACE_BATCH)],
+        lambda batch: extract_faces(detector.detector, batch, {}, _ignore),
+    )
+    timings[f"face_extraction: per photo, {FACE_BATCH} per call"] = [
+        ms / FACE_BATCH for ms in batch_ms
+    ]
+    crops_dir = Path(tempfile.mkdtemp(prefix="scanqueue-crops-"))
+    crop = crops_dir / "crop.png"
+    crop.write_bytes(extract_faces(detector.detector, photos[:1], {}, _ignore).artifacts[0].data)
+    loaded = sequence_model(load_settings())
+    for length in SERIES_LENGTHS:
+        frames = [Frame(index, None, crop) for index in range(length)]
+        timings[f"sequence model: {length} frames"] = time_each(
+            [frames] * series,
+            lambda series_frames: predict_trend(
+                series_frames, loaded.model, loaded.manifest, _ignore
+            ),
+        )
+    return timings, f"{loaded.manifest.name} {loaded.manifest.version}"
+
+
+def _ignore(_percent: int) -> None:
+    """A progress callback for in-process runs."""
+
+
+def print_rows(rows: list[tuple[str, float, float]]) -> None:
+    """The results as a Markdown table."""
+    print(f"| {'measurement':<56} | {'p50 ms':>8} | {'p95 ms':>8} |")
+    print(f"|{'-' * 58}|{'-' * 10}|{'-' * 10}|")
+    for name, p50, p95 in rows:
+        print(f"| {name:<56} | {p50:>8.1f} | {p95:>8.1f} |")
+
+
 def main() -> None:
     """Run the benchmarks and print the table."""
     parser = argparse.ArgumentParser(description="ScanQueue benchmarks")
     parser.add_argument("--jobs", type=int, default=30, help="images per measurement")
+    parser.add_argument("--series", type=int, default=5, help="series per sequence length")
     args = parser.parse_args()
     if not HC18_DIR.is_dir():
         sys.exit(f"the benchmark uses HC18 images; none at {HC18_DIR} (set HC18_DIR)")
@@ -173,6 +252,8 @@ def main() -> None:
         "perimeter": time_each(masks, perimeter),
         "head_circumference": time_each(images, head_circumference),
     }
+    photos = face_photos(scratch, max(SERIES_LENGTHS))
+    face_in_process, sequence_model_name = face_timings(photos, args.series)
 
     env = {
         **os.environ,
@@ -208,6 +289,18 @@ def main() -> None:
                 ),
             ),
         }
+        face_end_to_end = {
+            "face_extraction: 1 photo, HTTP API -> worker -> succeeded": time_each(
+                photos, lambda photo: client.run_job("face_extraction", photo, {})
+            )
+        }
+        for length in SERIES_LENGTHS:
+            face_end_to_end[f"sequence_inference: {length} photos, API -> chain -> done"] = (
+                time_each(
+                    [photos[:length]] * args.series,
+                    lambda series: client.run_job("sequence_inference", series, {}),
+                )
+            )
         worker_rss, web_rss = rss_mb(worker.pid), rss_mb(web.pid)
     finally:
         stop_worker(worker)
@@ -215,22 +308,25 @@ def main() -> None:
         web.wait(timeout=30)
 
     print(
-        f"\nScanQueue benchmark: {len(images)} HC18 images/masks (800x540); {os.cpu_count()} CPUs,"
-        f" no GPU, Python {platform.python_version()}; model {loaded.manifest.name} "
-        f"{loaded.manifest.version}; gunicorn 1 process + 1 worker process (both queues), "
-        f"SQLite + Redis; client polls every {POLL_SECONDS * 1000:.0f} ms\n"
+        f"\nScanQueue benchmark: {len(images)} HC18 images/masks (800x540), {len(photos)} "
+        f"portrait photos (640x640), {args.series} series per length; {os.cpu_count()} CPUs, "
+        f"no GPU, Python {platform.python_version()}; models {loaded.manifest.name} "
+        f"{loaded.manifest.version}, {sequence_model_name}, mtcnn; gunicorn 1 process + 1 "
+        f"worker process (both queues), SQLite + Redis; client polls every "
+        f"{POLL_SECONDS * 1000:.0f} ms\n"
     )
-    print(f"| {'measurement':<52} | {'p50 ms':>8} | {'p95 ms':>8} |")
-    print(f"|{'-' * 54}|{'-' * 10}|{'-' * 10}|")
+    rows: list[tuple[str, float, float]] = []
     for job_type in ("perimeter", "head_circumference"):
         p50_in, p95_in = percentiles(in_process[job_type])
         p50_e2e, p95_e2e = percentiles(end_to_end[job_type])
-        for name, p50, p95 in (
+        rows += [
             (f"{job_type}: pipeline in-process", p50_in, p95_in),
             (f"{job_type}: HTTP API -> worker -> succeeded", p50_e2e, p95_e2e),
             (f"{job_type}: platform overhead (difference)", p50_e2e - p50_in, p95_e2e - p95_in),
-        ):
-            print(f"| {name:<52} | {p50:>8.1f} | {p95:>8.1f} |")
+        ]
+    for name, samples in {**face_in_process, **face_end_to_end}.items():
+        rows.append((name, *percentiles(samples)))
+    print_rows(rows)
     print(f"\nworker resident memory, model loaded (main + pool process): {worker_rss:.0f} MB")
     print(f"web resident memory (gunicorn master + 1 worker): {web_rss:.0f} MB")
 

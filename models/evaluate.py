@@ -15,7 +15,6 @@ these metrics.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import dataclass, replace
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from models.hc18 import Hc18Image, list_images, load_gray, load_mask, split_by_subject
-from models.model_registry import ModelManifest, file_sha256
+from models.model_registry import ModelManifest, file_sha256, save_release
 from pipelines.base import PipelineError
 from pipelines.head_circumference import inset
 from pipelines.perimeter import measure_perimeter
@@ -211,23 +210,22 @@ def spec_for(
 
 
 def release(model: Any, spec: ModelManifest, metrics: dict[str, float], folder: Path) -> None:
-    """Save the model (without optimizer state) into a registry folder with its manifest."""
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "model.keras")  # loaded with compile=False: no optimizer state
-    manifest = {
-        "name": spec.name,
-        "version": spec.version,
-        "file": "model.keras",
-        "sha256": file_sha256(folder / "model.keras"),
-        "input_height": spec.input_height,
-        "input_width": spec.input_width,
-        "channels": spec.channels,
-        "preprocessing": spec.preprocessing,
-        "classes": {str(k): v for k, v in spec.classes.items()},
-        "boundary_offset_px": spec.boundary_offset_px,
-        "metrics": {"split": "validation (models/hc18_split.json)", **metrics},
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    """Save the model into a registry folder with its manifest."""
+    save_release(
+        model,
+        folder,
+        {
+            "name": spec.name,
+            "version": spec.version,
+            "input_height": spec.input_height,
+            "input_width": spec.input_width,
+            "channels": spec.channels,
+            "preprocessing": spec.preprocessing,
+            "classes": {str(k): v for k, v in spec.classes.items()},
+            "boundary_offset_px": spec.boundary_offset_px,
+            "metrics": {"split": "validation (models/hc18_split.json)", **metrics},
+        },
+    )
 
 
 def main() -> None:

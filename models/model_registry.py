@@ -39,6 +39,8 @@ class ModelManifest:
     # How far (px) the object's true contour lies inside the predicted mask's boundary, when the
     # training masks include an annotation outline (HC18 masks do): measurements subtract it.
     boundary_offset_px: float = 0.0
+    # Sequence models take (frames, mask) over at most this many frames; 0 for image models.
+    max_frames: int = 0
 
     @property
     def is_binary(self) -> bool:
@@ -57,6 +59,19 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def save_release(model: Any, folder: Path, fields: dict[str, Any]) -> Path:
+    """Save a Keras model (no optimizer state) and its manifest as a registry version folder.
+
+    ``fields`` holds everything but the file name and hash, which are filled in here.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "model.keras"
+    model.save(weights)
+    manifest = {"file": weights.name, "sha256": file_sha256(weights), **fields}
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    return weights
 
 
 class ModelRegistry:
@@ -100,6 +115,7 @@ class ModelRegistry:
                 preprocessing=raw.get("preprocessing", ""),
                 metrics=raw.get("metrics", {}),
                 boundary_offset_px=float(raw.get("boundary_offset_px", 0.0)),
+                max_frames=int(raw.get("max_frames", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RegistryError(f"manifest of {name} {chosen} is invalid: {exc!r}") from None

@@ -28,16 +28,26 @@ class LoadedModel:
         return ModelIdentity(self.manifest.name, self.manifest.version, self.manifest.sha256)
 
 
+def _warm_up_input(manifest: ModelManifest) -> Any:
+    """A blank input of the model's shape: one image, or a full-length series and its mask."""
+    frame = (manifest.input_height, manifest.input_width, manifest.channels)
+    if manifest.max_frames:
+        from pipelines.sequence import FRAMES_INPUT, MASK_INPUT
+
+        return {
+            FRAMES_INPUT: np.zeros((1, manifest.max_frames, *frame), dtype=np.float32),
+            MASK_INPUT: np.ones((1, manifest.max_frames), dtype=bool),
+        }
+    return np.zeros((1, *frame), dtype=np.float32)
+
+
 def load_model(registry: ModelRegistry, name: str, version: str | None = None) -> LoadedModel:
     """Verify the weights' hash, load them with Keras and run one warm-up prediction."""
     manifest = registry.verified(name, version)
     import keras  # workers only: the web process never reaches this module
 
     model = keras.saving.load_model(manifest.weights_path, compile=False)
-    warm_up = np.zeros(
-        (1, manifest.input_height, manifest.input_width, manifest.channels), dtype=np.float32
-    )
-    model.predict_on_batch(warm_up)
+    model.predict_on_batch(_warm_up_input(manifest))
     log.info("loaded model %s %s (sha256 %s)", name, manifest.version, manifest.sha256[:12])
     return LoadedModel(manifest, model)
 
@@ -60,18 +70,27 @@ class ModelCache:
 process_models = ModelCache()
 
 
-class SegmentationSettings(Protocol):
-    """The settings that choose the segmentation model (webapp.config.Settings has them)."""
+class ModelSettings(Protocol):
+    """The settings that choose the models (webapp.config.Settings has them)."""
 
     MODEL_DIR: Path
     SEGMENTATION_MODEL: str
     SEGMENTATION_MODEL_VERSION: str
+    SEQUENCE_MODEL: str
+    SEQUENCE_MODEL_VERSION: str
 
 
-def segmentation_model(settings: SegmentationSettings) -> LoadedModel:
+def segmentation_model(settings: ModelSettings) -> LoadedModel:
     """This process's configured segmentation model; RegistryError if it cannot be loaded."""
     return process_models.get(
         settings.MODEL_DIR, settings.SEGMENTATION_MODEL, settings.SEGMENTATION_MODEL_VERSION
+    )
+
+
+def sequence_model(settings: ModelSettings) -> LoadedModel:
+    """This process's configured sequence model; RegistryError if it cannot be loaded."""
+    return process_models.get(
+        settings.MODEL_DIR, settings.SEQUENCE_MODEL, settings.SEQUENCE_MODEL_VERSION
     )
 
 
@@ -82,4 +101,5 @@ __all__ = [
     "load_model",
     "process_models",
     "segmentation_model",
+    "sequence_model",
 ]

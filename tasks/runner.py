@@ -15,6 +15,9 @@ from sqlalchemy.exc import OperationalError
 
 from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
 from webapp import job_state
+from webapp.extensions import db
+from webapp.jobtypes import JOB_TYPES
+from webapp.records import Job
 from webapp.settings_access import current_settings
 from webapp.storage import MediaStorage
 
@@ -58,6 +61,38 @@ def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> str
     if job is None:
         log.info("job %s is final or gone; nothing to do", job_id)
         return "skipped"
+    parent_id = job.parent_id
+    if parent_id is None:
+        return _run_claimed(task, job, pipeline, stage)
+    job_state.start_parent(parent_id, worker)
+    outcome = _run_claimed(task, job, pipeline, stage)
+    if outcome in ("succeeded", "failed"):
+        _advance_parent(task, parent_id)
+    return outcome
+
+
+def _advance_parent(task: Task, parent_id: uuid.UUID) -> None:
+    """After a child ended: if it was the last one, queue the parent's own task."""
+    if not job_state.advance_parent(parent_id):
+        return
+    parent = db.session.get(Job, parent_id)
+    if parent is None:
+        return
+    _hand_on(task, parent_id, JOB_TYPES[parent.type].task_name)
+
+
+def _hand_on(task: Task, job_id: uuid.UUID, task_name: str) -> bool:
+    """Queue the job's next task; if the broker is gone, fail the job rather than leave it."""
+    try:
+        task.app.send_task(task_name, args=[str(job_id)])
+    except Exception as exc:
+        job_state.fail(job_id, "queue_unavailable", f"Could not queue the next stage: {exc}")
+        return False
+    return True
+
+
+def _run_claimed(task: Task, job: Job, pipeline: Pipeline, stage: Stage) -> str:
+    job_id = job.id
     storage = MediaStorage(current_settings().MEDIA_ROOT)
     inputs = [storage.resolve(item.storage_path) for item in job.inputs]
     params = dict(job.params or {})
@@ -88,9 +123,4 @@ def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> str
         return "succeeded" if job_state.succeed(job_id, output, storage) else "cancelled"
     if not job_state.checkpoint(job_id, output, storage, stage.progress_after):
         return "cancelled"
-    try:
-        task.app.send_task(stage.next_task, args=[str(job_id)])
-    except Exception as exc:  # the broker is gone: say so rather than leave the job running
-        job_state.fail(job_id, "queue_unavailable", f"Could not queue the next stage: {exc}")
-        return "failed"
-    return "continued"
+    return "continued" if _hand_on(task, job_id, stage.next_task) else "failed"

@@ -124,3 +124,28 @@ def dicom_bytes(pixels: np.ndarray, pixel_spacing: tuple[float, float] | None) -
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+# EXIF orientation 6: the stored pixels are turned 90° counter-clockwise; viewers turn them back.
+EXIF_ORIENTATION = 0x0112
+ROTATED_CCW = 6
+
+
+def face_photo(image_format: str = "JPEG", exif_rotated: bool = False) -> bytes:
+    """The public-domain astronaut portrait (one face), optionally stored sideways with an EXIF
+    orientation that turns it upright."""
+    from skimage import data
+
+    image = Image.fromarray(data.astronaut())
+    if not exif_rotated:
+        return encode(image, image_format)
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = ROTATED_CCW
+    return encode(image.rotate(90, expand=True), image_format, exif=exif)
+
+
+def no_face_photo() -> bytes:
+    """A public-domain photo without a face (a coffee cup), as JPEG."""
+    from skimage import data
+
+    return encode(Image.fromarray(data.coffee()), "JPEG")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from models.model_registry import MANIFEST_NAME, file_sha256
+from models.model_registry import save_release
 
 INPUT_HEIGHT, INPUT_WIDTH = 16, 24
 
@@ -34,25 +33,53 @@ def three_level_model():
 
 
 def write_registry_model(
-    root: Path, name: str, version: str, model, classes: dict[int, str]
+    root: Path, name: str, version: str, model, classes: dict[int, str], **fields: object
 ) -> Path:
     """Save the model and a manifest as ``root/name/version``; returns the weights path."""
-    folder = root / name / version
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / "model.keras"
-    model.save(weights)
-    manifest = {
-        "file": weights.name,
-        "sha256": file_sha256(weights),
-        "input_height": INPUT_HEIGHT,
-        "input_width": INPUT_WIDTH,
-        "channels": 1,
-        "preprocessing": "grayscale, bilinear resize to input size, intensities / 255",
-        "classes": {str(index): label for index, label in classes.items()},
-        "metrics": {},
-    }
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
-    return weights
+    return save_release(
+        model,
+        root / name / version,
+        {
+            "input_height": INPUT_HEIGHT,
+            "input_width": INPUT_WIDTH,
+            "channels": 1,
+            "preprocessing": "grayscale, bilinear resize to input size, intensities / 255",
+            "classes": {str(index): label for index, label in classes.items()},
+            "metrics": {},
+            **fields,
+        },
+    )
+
+
+SEQUENCE_FRAME = 16
+SEQUENCE_MAX_FRAMES = 30
+TREND_CLASSES = {0: "deteriorating", 1: "improving"}
+
+
+def tiny_sequence_model():
+    """The real sequence architecture at toy size, with seeded random weights."""
+    import keras
+
+    from models.sequence_net import build_sequence_model
+
+    # A seed whose random weights leave no dead path from the frames to the output.
+    keras.utils.set_random_seed(1)
+    return build_sequence_model(SEQUENCE_MAX_FRAMES, frame_size=SEQUENCE_FRAME, filters=8)
+
+
+def write_sequence_model(root: Path, name: str, version: str = "1.0.0") -> Path:
+    """Save the tiny sequence model as a registry version with its frame size and maximum."""
+    return write_registry_model(
+        root,
+        name,
+        version,
+        tiny_sequence_model(),
+        TREND_CLASSES,
+        input_height=SEQUENCE_FRAME,
+        input_width=SEQUENCE_FRAME,
+        channels=3,
+        max_frames=SEQUENCE_MAX_FRAMES,
+    )
 
 
 BINARY_CLASSES = {0: "background", 1: "object"}

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     MODEL_DIR: Path = PROJECT_ROOT / "models" / "registry"
     SEGMENTATION_MODEL: str = "hc18-unet"
     SEGMENTATION_MODEL_VERSION: str = ""
+    # The sequence model (face series -> improving vs deteriorating); empty version = newest.
+    SEQUENCE_MODEL: str = "skin-trend-convlstm"
+    SEQUENCE_MODEL_VERSION: str = ""
 
     # Polling hint for clients, seconds.
     POLL_RETRY_AFTER: int = Field(default=1, gt=0)

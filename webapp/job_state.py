@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 
 from pipelines.base import PipelineOutput
 from webapp.extensions import db
@@ -134,3 +135,68 @@ def succeed(job_id: uuid.UUID, output: PipelineOutput, storage: MediaStorage) ->
     job.finished_at = utcnow()
     db.session.commit()
     return True
+
+
+# A fan-out job's progress while its children run stays below this; reaching it means "all
+# children ended, the job's own stage was handed on" and happens exactly once.
+CHILDREN_DONE_PROGRESS = 80
+
+
+def start_parent(parent_id: uuid.UUID, worker: str) -> None:
+    """Mark a fan-out job running when the first of its children starts."""
+    _guarded_update(
+        parent_id,
+        (JobStatus.QUEUED.value,),
+        status=JobStatus.RUNNING.value,
+        attempts=1,
+        worker=worker,
+        started_at=utcnow(),
+    )
+
+
+def advance_parent(parent_id: uuid.UUID) -> bool:
+    """Record that a child ended; True for exactly one caller, once every child has ended.
+
+    The final step is one guarded UPDATE (progress below the mark and no child still queued or
+    running): however many children end at once, on however many workers, only one caller's
+    update changes the row, and only that caller hands the job to its next stage.
+    """
+    child = aliased(Job)
+    counts = db.session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.count().filter(child.status.notin_(CLAIMABLE)),
+        ).where(child.parent_id == parent_id)
+    ).one()
+    total, ended = int(counts[0]), int(counts[1])
+    if total and ended < total:
+        progress = min(CHILDREN_DONE_PROGRESS - 1, CHILDREN_DONE_PROGRESS * ended // total)
+        statement = (
+            sa.update(Job)
+            .where(Job.id == parent_id, Job.status == JobStatus.RUNNING.value)
+            .where(Job.progress < progress)
+            .values(progress=progress)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.execute(statement)
+        db.session.commit()
+        return False
+    still_running = (
+        sa.select(child.id)
+        .where(child.parent_id == parent_id, child.status.in_(CLAIMABLE))
+        .exists()
+    )
+    statement = (
+        sa.update(Job)
+        .where(
+            Job.id == parent_id,
+            Job.status == JobStatus.RUNNING.value,
+            Job.progress < CHILDREN_DONE_PROGRESS,
+            ~still_running,
+        )
+        .values(progress=CHILDREN_DONE_PROGRESS)
+        .execution_options(synchronize_session=False)
+    )
+    handed_on = db.session.execute(statement).rowcount == 1
+    db.session.commit()
+    return handed_on

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from pipelines.faces import CROP_SIZE_RANGE
+from pipelines.faces import DEFAULTS as FACE_DEFAULTS
 from webapp.errors import ApiError
 
 ParamsValidator = Callable[[Mapping[str, Any]], dict[str, Any]]
@@ -51,6 +54,99 @@ def _segmentation_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"pixel_spacing_mm": positive_number(params, "pixel_spacing_mm")}
 
 
+def _number_in(params: Mapping[str, Any], name: str, low: float, high: float) -> float:
+    value = params[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise invalid_params(f"'{name}' must be a number from {low} to {high}, got {value!r}.")
+    return float(value)
+
+
+def _integer_in(params: Mapping[str, Any], name: str, low: int, high: int) -> int:
+    value = params[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise invalid_params(f"'{name}' must be an integer from {low} to {high}, got {value!r}.")
+    return value
+
+
+def _face_params(params: Mapping[str, Any], allowed: set[str]) -> dict[str, Any]:
+    """Face-detection parameters, defaults filled in so the job records what it used."""
+    resolved = {name: FACE_DEFAULTS[name] for name in allowed}
+    if "min_confidence" in params:
+        resolved["min_confidence"] = _number_in(params, "min_confidence", 0.0, 1.0)
+    if "min_face_size" in params:
+        resolved["min_face_size"] = _integer_in(params, "min_face_size", 1, 10_000)
+    if "crop_size" in params and "crop_size" in allowed:
+        resolved["crop_size"] = _integer_in(params, "crop_size", *CROP_SIZE_RANGE)
+    if "largest_only" in params and "largest_only" in allowed:
+        if not isinstance(params["largest_only"], bool):
+            raise invalid_params(
+                f"'largest_only' must be true or false, got {params['largest_only']!r}."
+            )
+        resolved["largest_only"] = params["largest_only"]
+    return resolved
+
+
+FACE_EXTRACTION_PARAMS = {"min_confidence", "min_face_size", "crop_size", "largest_only"}
+SEQUENCE_FACE_PARAMS = {"min_confidence", "min_face_size"}
+
+
+def _face_extraction_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    reject_unknown(params, FACE_EXTRACTION_PARAMS)
+    return _face_params(params, FACE_EXTRACTION_PARAMS)
+
+
+def parse_taken_at(value: object) -> datetime:
+    """An ISO 8601 date or date-time; one without a zone is taken as UTC."""
+    if not isinstance(value, str):
+        raise invalid_params(f"'taken_at' entries must be ISO 8601 strings, got {value!r}.")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise invalid_params(f"'taken_at' entry {value!r} is not an ISO 8601 date.") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _sequence_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    reject_unknown(params, SEQUENCE_FACE_PARAMS | {"taken_at"})
+    resolved = _face_params(params, SEQUENCE_FACE_PARAMS)
+    if "taken_at" in params:
+        taken_at = params["taken_at"]
+        if not isinstance(taken_at, list):
+            raise invalid_params("'taken_at' must be a list of ISO 8601 dates, one per photo.")
+        for value in taken_at:
+            parse_taken_at(value)
+        resolved["taken_at"] = taken_at
+    return resolved
+
+
+def _taken_at_matches_files(params: Mapping[str, Any], file_count: int) -> None:
+    taken_at = params.get("taken_at")
+    if taken_at is not None and len(taken_at) != file_count:
+        raise ApiError(
+            400,
+            "taken_at_mismatch",
+            f"'taken_at' has {len(taken_at)} date(s) for {file_count} photo(s); give one per "
+            "photo, in upload order.",
+        )
+
+
+def sequence_child_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The face-extraction params of one photo of a sequence: its largest face, default crop."""
+    return {
+        **{name: params[name] for name in SEQUENCE_FACE_PARAMS if name in params},
+        "crop_size": FACE_DEFAULTS["crop_size"],
+        "largest_only": True,
+    }
+
+
+def order_by_taken_at(taken_at: Sequence[str] | None, count: int) -> list[int]:
+    """Input positions in time order: by taken_at (ties keep upload order), else upload order."""
+    if not taken_at:
+        return list(range(count))
+    moments = [parse_taken_at(value) for value in taken_at]
+    return sorted(range(count), key=lambda position: moments[position])
+
+
 @dataclass(frozen=True)
 class JobType:
     """What a job type accepts and which task (by name; the web never imports tasks) runs it."""
@@ -66,9 +162,17 @@ class JobType:
     one_job_per_file: bool = False
     # pixel_spacing_mm must come from the params or from every file (DICOM PixelSpacing).
     needs_pixel_spacing: bool = False
+    # Checks the params against the number of files (after both were validated on their own).
+    check_file_count: Callable[[Mapping[str, Any], int], None] | None = None
+    # A fan-out type runs one job of this type per file first (its children, in parallel), and
+    # its own task once they have all ended.
+    child_type: str | None = None
+    child_params: ParamsValidator | None = None
 
 
 MASK_FORMATS = frozenset({"PNG", "JPEG", "TIFF"})
+PHOTO_FORMATS = frozenset({"PNG", "JPEG"})
+MAX_SEQUENCE_PHOTOS = 30
 SCAN_FORMATS = MASK_FORMATS | {"DICOM"}
 
 JOB_TYPES: dict[str, JobType] = {
@@ -115,6 +219,38 @@ JOB_TYPES: dict[str, JobType] = {
             validate_params=_segmentation_params,
             one_job_per_file=True,
             needs_pixel_spacing=True,
+        ),
+        JobType(
+            name="face_extraction",
+            task_name="scanqueue.face_extraction",
+            description=(
+                "Find the faces in one or more photos (PNG or JPEG, EXIF orientation applied) "
+                "with MTCNN: per photo every face's box, confidence and five landmarks, an "
+                "aligned square crop (crop_size px) and an overlay. A photo without a face is "
+                "reported as such, not an error."
+            ),
+            min_files=1,
+            max_files=30,
+            image_formats=PHOTO_FORMATS,
+            validate_params=_face_extraction_params,
+        ),
+        JobType(
+            name="sequence_inference",
+            task_name="scanqueue.sequence_inference.predict",
+            description=(
+                "A time-ordered series of 1 to 30 face photos of one person (order from "
+                "taken_at, else upload order) -> probability that the skin condition improved "
+                "rather than deteriorated. Runs a face_extraction job per photo in parallel, "
+                "then the sequence model on the face crops; photos without a face are masked "
+                "out and named in the result."
+            ),
+            min_files=1,
+            max_files=MAX_SEQUENCE_PHOTOS,
+            image_formats=PHOTO_FORMATS,
+            validate_params=_sequence_params,
+            check_file_count=_taken_at_matches_files,
+            child_type="face_extraction",
+            child_params=sequence_child_params,
         ),
     )
 }

@@ -41,9 +41,12 @@ def current_celery() -> Celery:
 
 
 def enqueue_job(job: Job) -> None:
-    """Publish the job's task; the job id doubles as the Celery task id (for revoke and Flower)."""
-    task_name = JOB_TYPES[job.type].task_name
-    current_celery().send_task(task_name, args=[str(job.id)], task_id=str(job.id))
+    """Publish the job's task, or its children's for a fan-out job (the last one to end
+    publishes the parent's). The job id doubles as the Celery task id (for revoke and Flower).
+    """
+    for target in job.children or [job]:
+        task_name = JOB_TYPES[target.type].task_name
+        current_celery().send_task(task_name, args=[str(target.id)], task_id=str(target.id))
 
 
 def revoke_job(job: Job) -> None:

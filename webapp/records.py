@@ -97,8 +97,18 @@ class Job(db.Model):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # A job that is one step of a larger job (a photo's face extraction within a sequence) points
+    # at it, with its place among the parent's inputs.
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    parent_position: Mapped[int | None]
 
     owner: Mapped[User] = relationship(back_populates="jobs")
+    parent: Mapped[Job | None] = relationship(back_populates="children", remote_side=[id])
+    children: Mapped[list[Job]] = relationship(
+        back_populates="parent", cascade="all, delete-orphan", order_by="Job.parent_position"
+    )
     inputs: Mapped[list[JobInput]] = relationship(
         back_populates="job", cascade="all, delete-orphan", order_by="JobInput.position"
     )

@@ -8,5 +8,11 @@ from workers import startup
 flask_app = create_app()
 celery = flask_app.extensions["celery"]
 # Task modules are imported by workers only; the web publishes by name.
-celery.conf.include = ["tasks.perimeter", "tasks.segmentation", "tasks.head_circumference"]
+celery.conf.include = [
+    "tasks.perimeter",
+    "tasks.segmentation",
+    "tasks.head_circumference",
+    "tasks.face_extraction",
+    "tasks.sequence_inference",
+]
 startup.register(flask_app)

@@ -21,6 +21,8 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "scanqueue.segmentation": {"queue": GPU_QUEUE},
     "scanqueue.head_circumference.segment": {"queue": GPU_QUEUE},
     "scanqueue.head_circumference.measure": {"queue": CPU_QUEUE},
+    "scanqueue.face_extraction": {"queue": GPU_QUEUE},
+    "scanqueue.sequence_inference.predict": {"queue": GPU_QUEUE},
 }
 
 

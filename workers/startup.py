@@ -1,6 +1,7 @@
 """Per-process worker start-up: pin the GPU, fresh database connections, warm the models up.
 
-Models are loaded after the fork (``worker_process_init``): TensorFlow state does not survive a
+Models (the MTCNN face detector and the registry's segmentation and sequence models) are
+loaded after the fork (``worker_process_init``): TensorFlow state does not survive a
 fork, and each pool process must own its copy. Only workers that consume the ``gpu`` queue load
 them; a ``cpu`` worker never imports TensorFlow.
 """
@@ -34,14 +35,19 @@ def pin_gpu() -> None:
 
 
 def warm_up_models(flask_app: Flask) -> None:
-    """Load and warm the segmentation model now, so the first job does not pay for it."""
-    from models.serving import RegistryError, segmentation_model
+    """Load and warm the gpu models now (face detector, segmentation, sequence), so the first
+    job does not pay for them."""
+    from models.face_detector import face_detector
+    from models.serving import RegistryError, segmentation_model, sequence_model
 
-    try:
-        segmentation_model(flask_app.extensions[SETTINGS_KEY])
-    except RegistryError as exc:
-        # Jobs that need it will fail with model_unavailable and this reason; the worker lives.
-        log.error("segmentation model unavailable: %s", exc)
+    settings = flask_app.extensions[SETTINGS_KEY]
+    face_detector()
+    for kind, load in (("segmentation", segmentation_model), ("sequence", sequence_model)):
+        try:
+            load(settings)
+        except RegistryError as exc:
+            # Jobs that need it fail with model_unavailable and this reason; the worker lives.
+            log.error("%s model unavailable: %s", kind, exc)
 
 
 def register(flask_app: Flask) -> None:

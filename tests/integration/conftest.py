@@ -17,12 +17,18 @@ from flask.testing import FlaskClient
 
 from tests.builders import bearer, make_user
 from tests.conftest import build_app, fresh_postgres_database
-from tests.model_builders import BINARY_CLASSES, bright_pixel_model, write_registry_model
+from tests.model_builders import (
+    BINARY_CLASSES,
+    bright_pixel_model,
+    write_registry_model,
+    write_sequence_model,
+)
 from webapp.extensions import db
 from workers.launch import start_worker, stop_worker
 
 JOB_TIMEOUT = 90
 TEST_MODEL = "tiny-bright"
+TEST_SEQUENCE_MODEL = "tiny-trend"
 
 
 @dataclass
@@ -62,14 +68,19 @@ def running_stack(base: Path, redis_url: str, **model_settings: str) -> Iterator
 
 @pytest.fixture(scope="session")
 def worker_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[WorkerStack]:
-    """One worker for the integration tests, with a tiny stand-in segmentation model."""
+    """One worker for the integration tests, with tiny stand-in segmentation and sequence models."""
     base = tmp_path_factory.mktemp("integration")
-    # A tiny real model stands in for the segmentation model: the plumbing is under test here.
+    # Tiny real models stand in for the released ones: the plumbing is under test here.
     write_registry_model(
         base / "registry", TEST_MODEL, "1.0.0", bright_pixel_model(), BINARY_CLASSES
     )
+    write_sequence_model(base / "registry", TEST_SEQUENCE_MODEL)
     with running_stack(
-        base, redis_url, MODEL_DIR=str(base / "registry"), SEGMENTATION_MODEL=TEST_MODEL
+        base,
+        redis_url,
+        MODEL_DIR=str(base / "registry"),
+        SEGMENTATION_MODEL=TEST_MODEL,
+        SEQUENCE_MODEL=TEST_SEQUENCE_MODEL,
     ) as stack:
         yield stack
 

@@ -79,6 +79,25 @@ def job_to_json(job: Job) -> dict[str, Any]:
             }
             for artifact in job.artifacts
         ],
+        "parent": (
+            {
+                "id": str(job.parent_id),
+                "position": job.parent_position,
+                "url": url_for("api.get_job", job_id=job.parent_id),
+            }
+            if job.parent_id
+            else None
+        ),
+        "children": [
+            {
+                "id": str(child.id),
+                "type": child.type,
+                "position": child.parent_position,
+                "status": child.status,
+                "url": url_for("api.get_job", job_id=child.id),
+            }
+            for child in job.children
+        ],
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
@@ -146,6 +165,19 @@ def _checked_files(job_type: JobType) -> list[CheckedImage]:
     ]
 
 
+def _input_row(
+    position: int, checked: CheckedImage, size: int, sha256: str, storage_path: str
+) -> JobInput:
+    return JobInput(
+        position=position,
+        filename=checked.filename,
+        content_type=checked.content_type,
+        size=size,
+        sha256=sha256,
+        storage_path=storage_path,
+    )
+
+
 def _store_jobs(
     job_type: JobType, params: dict[str, Any], groups: list[list[CheckedImage]]
 ) -> list[Job]:
@@ -159,15 +191,21 @@ def _store_jobs(
                     storage.input_path(job.id, position, checked.extension), checked.data
                 )
                 job.inputs.append(
-                    JobInput(
-                        position=position,
-                        filename=checked.filename,
-                        content_type=checked.content_type,
-                        size=blob.size,
-                        sha256=blob.sha256,
-                        storage_path=blob.storage_path,
-                    )
+                    _input_row(position, checked, blob.size, blob.sha256, blob.storage_path)
                 )
+                if job_type.child_type and job_type.child_params:
+                    # One child job per file; it reads the parent's copy of the file.
+                    child = Job(
+                        id=uuid.uuid4(),
+                        owner=g.user,
+                        type=job_type.child_type,
+                        params=job_type.child_params(params),
+                        parent_position=position,
+                    )
+                    child.inputs.append(
+                        _input_row(0, checked, blob.size, blob.sha256, blob.storage_path)
+                    )
+                    job.children.append(child)
             db.session.add(job)
         db.session.commit()
     except BaseException:
@@ -213,6 +251,8 @@ def create_job() -> tuple[Response, int]:
     files = _checked_files(job_type)
     if job_type.needs_pixel_spacing:
         _require_pixel_spacing(params, files)
+    if job_type.check_file_count:
+        job_type.check_file_count(params, len(files))
     groups = [[checked] for checked in files] if job_type.one_job_per_file else [files]
     jobs = _store_jobs(job_type, params, groups)
     try:
@@ -257,10 +297,14 @@ def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
 @bp.get("/jobs")
 @token_required
 def list_jobs() -> Response:
-    """The caller's jobs, newest first, paginated, filterable by status and type."""
+    """The caller's jobs, newest first, paginated, filterable by status and type.
+
+    Jobs that are a step of another job (a sequence's per-photo face extraction) are listed in
+    their parent's ``children``, not here.
+    """
     page = _int_arg("page", 1, 1, 1_000_000)
     per_page = _int_arg("per_page", 20, 1, MAX_PER_PAGE)
-    query = db.select(Job).filter_by(owner_id=g.user.id)
+    query = db.select(Job).filter_by(owner_id=g.user.id, parent_id=None)
     status = request.args.get("status")
     if status is not None:
         if status not in set(JobStatus):
@@ -288,17 +332,23 @@ def list_jobs() -> Response:
 @bp.delete("/jobs/<uuid:job_id>")
 @token_required
 def cancel_job(job_id: uuid.UUID) -> tuple[Response, int]:
-    """Cancel a queued or running job; 409 if it already finished."""
+    """Cancel a queued or running job with its steps; 409 if it already finished."""
     job = _owned_job(job_id)
+    if job.parent_id is not None:
+        raise ApiError(
+            409, "part_of_job", f"Job {job.id} is a step of job {job.parent_id}; cancel that one."
+        )
     if not cancel(job.id):
         db.session.refresh(job)
         raise ApiError(409, "job_finished", f"Job {job.id} already {job.status}.")
-    try:
-        revoke_job(job)
-    except Exception as exc:  # the job is cancelled in the database; the worker checks that too
-        log.warning("could not broadcast revoke for job %s: %s", job.id, exc)
-    db.session.refresh(job)
-    return _job_response(job)
+    stopped = [job, *(child for child in job.children if cancel(child.id))]
+    for target in stopped:
+        try:
+            revoke_job(target)
+        except Exception as exc:  # cancelled in the database; the worker checks that too
+            log.warning("could not broadcast revoke for job %s: %s", target.id, exc)
+    db.session.expire_all()
+    return _job_response(_owned_job(job_id))
 
 
 @bp.get("/jobs/<uuid:job_id>/artifacts/<name>")

@@ -96,7 +96,11 @@ SCHEMAS: dict[str, Any] = {
             "result": {
                 "type": ["object", "null"],
                 "description": "Type-specific; for perimeter: circumference_mm, semi_axes_a_mm, "
-                "semi_axes_b_mm, center_x_mm, center_y_mm, angle_rad, quality_flags, ...",
+                "semi_axes_b_mm, center_x_mm, center_y_mm, angle_rad, quality_flags, ...; for "
+                "face_extraction: photos[] (position, face_found, faces[] with box, confidence, "
+                "landmarks, crop), photos_without_faces; for sequence_inference: p_improving, "
+                "outcome (improving, deteriorating, or undetermined below two usable photos), "
+                "flags, frames[] in time order, frames_used, frames_masked.",
             },
             "error": {
                 "type": ["object", "null"],
@@ -106,6 +110,17 @@ SCHEMAS: dict[str, Any] = {
             "model": {"type": ["object", "null"]},
             "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/Input"}},
             "artifacts": {"type": "array", "items": {"$ref": "#/components/schemas/Artifact"}},
+            "parent": {
+                "type": ["object", "null"],
+                "description": "For a step of a larger job (a sequence's per-photo face "
+                "extraction): the parent's id, this step's input position and URL.",
+            },
+            "children": {
+                "type": "array",
+                "description": "The steps of a fan-out job (sequence_inference): id, type, "
+                "position, status and URL of each photo's face_extraction job.",
+                "items": {"type": "object"},
+            },
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": {"type": ["string", "null"], "format": "date-time"},
             "finished_at": {"type": ["string", "null"], "format": "date-time"},
@@ -160,7 +175,10 @@ PATHS: dict[str, Any] = {
                                 },
                                 "params": {
                                     "type": "string",
-                                    "description": 'A JSON object: {"pixel_spacing_mm": 0.15}.',
+                                    "description": 'A JSON object, e.g. {"pixel_spacing_mm": '
+                                    "0.15} or, for sequence_inference, "
+                                    '{"taken_at": ["2026-01-05", "2026-01-19"]} (one ISO 8601 '
+                                    "date per photo, in upload order).",
                                 },
                             },
                         }
@@ -189,7 +207,7 @@ PATHS: dict[str, Any] = {
                 },
                 "400": _error(
                     "unknown_job_type, missing_files, too_many_files, unexpected_field, "
-                    "invalid_params, empty_file, missing_pixel_spacing."
+                    "invalid_params, empty_file, missing_pixel_spacing, taken_at_mismatch."
                 ),
                 "401": UNAUTHORIZED,
                 "413": _error("file_too_large, image_too_large (pixels), request_too_large."),
@@ -241,7 +259,10 @@ PATHS: dict[str, Any] = {
                 "200": _json("Job", "The cancelled job."),
                 "401": UNAUTHORIZED,
                 "404": NOT_FOUND,
-                "409": _error("job_finished: the job already ended."),
+                "409": _error(
+                    "job_finished: the job already ended; part_of_job: a step of another job "
+                    "(cancel the parent, which cancels its steps)."
+                ),
             },
         },
     },

@@ -1,0 +1,82 @@
+"""Fan-out bookkeeping: a parent is handed on exactly once, when its last child has ended."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.builders import bearer, face_photo, make_user, submit_job
+from webapp import job_state
+from webapp.extensions import db
+from webapp.records import Job, JobStatus
+
+
+def sequence_job(client: FlaskClient, photos: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    headers = bearer(client, make_user().email)
+    files = [(face_photo(), f"{index}.jpg") for index in range(photos)]
+    body = submit_job(client, headers, files, {}, "sequence_inference").get_json()
+    return uuid.UUID(body["id"]), [uuid.UUID(child["id"]) for child in body["children"]]
+
+
+def set_status(job_ids: list[uuid.UUID], status: JobStatus) -> None:
+    db.session.execute(sa.update(Job).where(Job.id.in_(job_ids)).values(status=status.value))
+    db.session.commit()
+
+
+def parent_row(job_id: uuid.UUID) -> Job:
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
+def test_progress_follows_the_children_until_the_last_one_hands_on(client: FlaskClient) -> None:
+    parent, children = sequence_job(client, 4)
+    job_state.start_parent(parent, "w1")
+    assert parent_row(parent).status == "running"
+
+    set_status(children[:1], JobStatus.SUCCEEDED)
+    assert job_state.advance_parent(parent) is False
+    assert parent_row(parent).progress == 20
+    set_status(children[1:3], JobStatus.FAILED)
+    assert job_state.advance_parent(parent) is False
+    assert parent_row(parent).progress == 60
+
+    set_status(children[3:], JobStatus.SUCCEEDED)
+    assert job_state.advance_parent(parent) is True
+    assert parent_row(parent).progress == job_state.CHILDREN_DONE_PROGRESS
+    assert job_state.advance_parent(parent) is False  # a redelivered child changes nothing
+
+
+def test_children_ending_together_on_many_workers_hand_on_once(
+    app: Flask, client: FlaskClient
+) -> None:
+    parent, children = sequence_job(client, 3)
+    job_state.start_parent(parent, "w1")
+    set_status(children, JobStatus.SUCCEEDED)
+    results: list[bool] = []
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        with app.app_context():
+            start.wait()
+            results.append(job_state.advance_parent(parent))
+            db.session.remove()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]
+
+
+def test_a_cancelled_parent_is_never_handed_on(client: FlaskClient) -> None:
+    parent, children = sequence_job(client, 2)
+    job_state.start_parent(parent, "w1")
+    job_state.cancel(parent)
+    set_status(children, JobStatus.SUCCEEDED)
+    assert job_state.advance_parent(parent) is False
+    assert parent_row(parent).status == "cancelled"
