@@ -3,9 +3,10 @@
 No public dataset of this kind exists (the SkinCredible original used a clinic's private photos),
 so this module makes one, reproducibly from a seed:
 
-- Faces: aligned crops (``pipelines.faces``, the same alignment the service applies) of the
-  public-domain photographs that ship with scikit-image: ``astronaut`` (Eileen Collins, NASA) and
-  ``camera`` (the cameraman, grey, given a random skin tone), each also mirrored. Per series the
+- Faces: aligned crops (``pipelines.faces``, the same alignment the service applies) of the two
+  portraits that ship with scikit-image, free of copyright: ``astronaut`` (Eileen Collins, NASA,
+  public domain) and ``camera`` (a man with a camera, CC0 by Lav Varshney; grey, given a random
+  skin tone), each also mirrored. Per series the
   skin tone, contrast and gamma are varied.
 - Condition: spots (small red-brown blobs at fixed places on the face) and redness (tinted
   cheeks), whose severity moves from a start level to an end level over the series along a random

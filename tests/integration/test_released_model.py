@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.builders import bearer, make_user, submit_job
+from tests.builders import bearer, face_photo, make_user, no_face_photo, submit_job
 from tests.conftest import HC18_DIR, hc18_images
 from tests.integration.conftest import WorkerStack, wait_for_final
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"no HC18 data at {HC18_DIR}"),
-]
+pytestmark = pytest.mark.integration
+needs_hc18 = pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"no HC18 data at {HC18_DIR}")
 
 # Validation-split images (models/hc18_split.json): never seen in training.
 IMAGES = ["000_HC.png", "015_HC.png"]
 
 
+@needs_hc18
 def test_released_model_measures_hc18_images_through_the_system(
     released_model_stack: WorkerStack,
 ) -> None:
@@ -38,3 +37,20 @@ def test_released_model_measures_hc18_images_through_the_system(
             assert job["result"]["head_circumference_mm"] == pytest.approx(
                 image.head_circumference_mm, abs=6.0
             )
+
+
+def test_released_sequence_model_runs_a_photo_series_through_the_chain(
+    released_model_stack: WorkerStack,
+) -> None:
+    stack = released_model_stack
+    with stack.app.app_context():
+        client = stack.app.test_client()
+        headers = bearer(client, make_user().email)
+        files = [(face_photo(), "a.jpg"), (no_face_photo(), "b.jpg"), (face_photo(), "c.jpg")]
+        response = submit_job(client, headers, files, {}, job_type="sequence_inference")
+        assert response.status_code == 202
+        job = wait_for_final(client, headers, response.headers["Location"])
+        assert job["status"] == "succeeded", (job, stack.log())
+        assert job["model"]["name"] == "skin-trend-convlstm"
+        assert 0.0 <= job["result"]["p_improving"] <= 1.0
+        assert job["result"]["frames_used"] == [0, 2]
