@@ -22,7 +22,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 SERVICES := $(VENV_PY) scripts/services.py
 LINT_PATHS := $(wildcard webapp workers tasks models pipelines scheduler scripts benchmarks tests)
 
-.PHONY: help venv install run test lint format migrate bench services-stop clean distclean
+.PHONY: help venv install run test chromium lint format migrate bench services-stop clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -67,8 +67,22 @@ install: $(STAMP) ## Create .venv and install the project with web, worker and d
 run: $(STAMP) ## Run web, worker, beat and Flower locally (Ctrl-C stops all)
 	$(SERVICES) --redis -- $(VENV_PY) scripts/run_dev.py
 
-test: $(STAMP) ## Run the test suite against Redis and Postgres (PYTEST_ARGS=... to narrow)
+test: $(STAMP) chromium ## Run the test suite against Redis and Postgres (PYTEST_ARGS=... to narrow)
 	$(SERVICES) --redis --postgres -- $(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+# The browser test drives Debian's Chromium (Playwright's own browser download is not used).
+CHROMIUM := /usr/bin/chromium
+chromium: ## Install Debian's Chromium for the browser test, if missing
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's chromium for the browser test" >&2; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get update && apt-get install -y --no-install-recommends chromium; \
+		else \
+			echo "error: $(CHROMIUM) missing; install it: sudo apt-get install chromium" >&2; \
+			exit 1; \
+		fi; \
+	fi
 
 lint: $(STAMP) ## ruff check + format check
 	$(VENV)/bin/ruff check $(LINT_PATHS)

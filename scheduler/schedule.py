@@ -4,4 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+# Seconds between outbox sweeps (unsent email is queued again; see tasks.mail).
+OUTBOX_SWEEP_SECONDS = 600
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "outbox-sweep": {"task": "scanqueue.outbox.sweep", "schedule": OUTBOX_SWEEP_SECONDS},
+}

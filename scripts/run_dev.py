@@ -40,6 +40,8 @@ DEMO_EMAIL = "demo@scanqueue.local"
 TOKEN_FIELD = "token"
 DEFAULT_PORT = 5000
 DEFAULT_FLOWER_PORT = 5555
+DEFAULT_SMTP_PORT = 8025
+MAIL_DIR = INSTANCE_DIR / "mail"
 # A filled disc on black: a valid binary mask for the perimeter example (Pillow is in .[web]).
 MAKE_MASK = (
     '.venv/bin/python -c \'from PIL import Image, ImageDraw; im = Image.new("L", (256, 256)); '
@@ -63,7 +65,7 @@ class ProcessSpec:
     color: str
 
 
-def process_specs(python: str, port: int, flower_port: int) -> list[ProcessSpec]:
+def process_specs(python: str, port: int, flower_port: int, smtp_port: int) -> list[ProcessSpec]:
     """The processes ``make run`` supervises.
 
     ``python -m flask`` / ``python -m celery`` rather than the console scripts, so the children
@@ -92,6 +94,19 @@ def process_specs(python: str, port: int, flower_port: int) -> list[ProcessSpec]
             "flower",
             (*celery, "flower", "--address=127.0.0.1", f"--port={flower_port}"),
             "\033[32m",
+        ),
+        # Email goes nowhere real in development: a local SMTP sink keeps it as .eml files.
+        ProcessSpec(
+            "mail",
+            (
+                python,
+                str(REPO_ROOT / "scripts" / "mail_sink.py"),
+                "--port",
+                str(smtp_port),
+                "--folder",
+                str(MAIL_DIR),
+            ),
+            "\033[34m",
         ),
     ]
 
@@ -303,7 +318,7 @@ def ensure_demo_login(python: str, env: dict[str, str]) -> str | None:
     return password
 
 
-def banner(port: int, flower_port: int, password: str | None) -> str:
+def banner(port: int, flower_port: int, smtp_port: int, password: str | None) -> str:
     """URLs, login and copy-paste API examples."""
     base = f"http://127.0.0.1:{port}"
     if password is None:
@@ -322,6 +337,8 @@ def banner(port: int, flower_port: int, password: str | None) -> str:
             f"  Web       {base}/",
             f"  API docs  {base}/api/v1/openapi.json",
             f"  Flower    http://127.0.0.1:{flower_port}/",
+            f"  Mail      smtp://127.0.0.1:{smtp_port} keeps every email as "
+            f"{os.path.relpath(MAIL_DIR, REPO_ROOT)}/*.eml (confirmation and reset links)",
             f"  Login     {login}",
             "",
             "  Get a token:",
@@ -352,11 +369,19 @@ def main() -> int:
     python = sys.executable
     port = int(os.environ.get("PORT") or DEFAULT_PORT)
     flower_port = int(os.environ.get("FLOWER_PORT") or DEFAULT_FLOWER_PORT)
+    smtp_port = int(os.environ.get("SMTP_PORT") or DEFAULT_SMTP_PORT)
     env = child_env()
-    specs = process_specs(python, port, flower_port)
+    env.setdefault("SMTP_HOST", "127.0.0.1")
+    env["SMTP_PORT"] = str(smtp_port)
+    env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
+    specs = process_specs(python, port, flower_port, smtp_port)
     output = Output(sys.stdout, max(len(s.name) for s in specs))
 
-    for what, number, variable in (("web", port, "PORT"), ("Flower", flower_port, "FLOWER_PORT")):
+    for what, number, variable in (
+        ("web", port, "PORT"),
+        ("Flower", flower_port, "FLOWER_PORT"),
+        ("mail sink", smtp_port, "SMTP_PORT"),
+    ):
         if not port_is_free(number):
             output.note(f"error: port {number} ({what}) is in use; set {variable}=... to another")
             return 1
@@ -383,7 +408,7 @@ def main() -> int:
     def show_banner_when_web_is_up() -> None:
         nonlocal shown
         if not shown and (port_answers(port) or time.monotonic() - started > BANNER_WAIT_S):
-            output.note(banner(port, flower_port, password))
+            output.note(banner(port, flower_port, smtp_port, password))
             shown = True
 
     dead = supervisor.watch(on_tick=show_banner_when_web_is_up)

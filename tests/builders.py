@@ -6,7 +6,10 @@ import io
 import itertools
 import json
 import math
+import re
+from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from flask.testing import FlaskClient
@@ -14,16 +17,20 @@ from PIL import Image, ImageDraw
 from werkzeug.test import TestResponse
 
 from webapp.extensions import db
-from webapp.records import User
+from webapp.records import User, utcnow
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 _emails = itertools.count(1)
 
 
-def make_user(email: str | None = None, password: str = DEFAULT_PASSWORD) -> User:
-    """A saved user (call inside an app context)."""
+def make_user(
+    email: str | None = None, password: str = DEFAULT_PASSWORD, confirmed: bool = True
+) -> User:
+    """A saved user, by default with a confirmed email address (call inside an app context)."""
     user = User(email=email or f"user{next(_emails)}@example.org")
     user.set_password(password)
+    if confirmed:
+        user.email_confirmed_at = utcnow()
     db.session.add(user)
     db.session.commit()
     return user
@@ -149,3 +156,35 @@ def no_face_photo() -> bytes:
     from skimage import data
 
     return encode(Image.fromarray(data.coffee()), "JPEG")
+
+
+_CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+_LINK = re.compile(r"https?://\S+")
+
+
+def csrf_token(client: FlaskClient, page: str = "/account/signin") -> str:
+    """The session's CSRF token, read from a page as a browser would."""
+    response = client.get(page)
+    found = _CSRF_META.search(response.get_data(as_text=True))
+    assert found, f"no CSRF token on {page} ({response.status_code})"
+    return found.group(1)
+
+
+def post_form(
+    client: FlaskClient, path: str, data: dict[str, str], page: str | None = None
+) -> TestResponse:
+    """Submit a form with the CSRF token from its page (``page`` defaults to ``path``)."""
+    token = csrf_token(client, page or path)
+    return client.post(path, data={**data, "csrf_token": token})
+
+
+def sign_in(client: FlaskClient, email: str, password: str = DEFAULT_PASSWORD) -> TestResponse:
+    """Sign in through the web form."""
+    return post_form(client, "/account/signin", {"email": email, "password": password})
+
+
+def link_path(message: EmailMessage) -> str:
+    """The path of the (first) link in an email's body."""
+    found = _LINK.search(message.get_content())
+    assert found, message.get_content()
+    return urlsplit(found.group(0)).path

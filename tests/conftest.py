@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,14 +13,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, g
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy.engine import make_url
 
 from models.hc18 import Hc18Image, list_images
+from scripts.mail_sink import MailSink
 from webapp import create_app
-from webapp.extensions import db
+from webapp.extensions import db, limiter
 from webapp.settings_access import current_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +54,21 @@ def redis_url() -> str:
     url = redis_url_for_tests()
     redis.Redis.from_url(url).flushdb()
     return url
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mail_sink() -> Iterator[MailSink]:
+    """A real SMTP server (aiosmtpd) for the session; every app sends its email here."""
+    sink = MailSink(port=free_port()).start()
+    yield sink
+    sink.stop()
 
 
 @contextmanager
@@ -89,12 +106,25 @@ def build_app(database_url: str, redis_url: str, media_root: Path, **extra: obje
     )
     with app.app_context():
         upgrade()
+
+    @app.before_request
+    def start_with_an_empty_g() -> None:
+        # In production every request has its own app context, so what a request caches in g
+        # (Flask-Login's user, Flask-WTF's CSRF token) dies with it. Tests keep one app context
+        # open for database access and the test client's requests reuse it: empty g as a fresh
+        # context would have it.
+        for name in list(vars(g)):
+            g.pop(name)
+
     return app
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def backend_app(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_url: str,
+    mail_sink: MailSink,
 ) -> Iterator[Flask]:
     """One app per database backend for the whole session."""
     base = tmp_path_factory.mktemp(request.param)
@@ -102,7 +132,7 @@ def backend_app(
         database_url = f"sqlite:///{base / 'test.db'}"
     else:
         database_url = request.getfixturevalue("postgres_url")
-    app = build_app(database_url, redis_url, base / "media")
+    app = build_app(database_url, redis_url, base / "media", SMTP_PORT=mail_sink.port)
     yield app
     with app.app_context():
         db.engine.dispose()
@@ -114,6 +144,7 @@ def app(backend_app: Flask) -> Iterator[Flask]:
     with backend_app.app_context():
         yield backend_app
         db.session.remove()
+        limiter.reset()  # sign-in counters live in Redis and would carry over to the next test
         with db.engine.begin() as connection:
             for table in reversed(db.metadata.sorted_tables):
                 connection.execute(table.delete())

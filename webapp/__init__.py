@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from webapp.config import PROJECT_ROOT, load_settings
 from webapp.errors import register_error_handlers
-from webapp.extensions import db, migrate
+from webapp.extensions import csrf, db, limiter, login_manager, migrate
 from webapp.queueing import celery_init_app
 from webapp.settings_access import SETTINGS_KEY
 
@@ -32,6 +32,19 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.MAX_UPLOAD_BYTES * settings.MAX_FILES_PER_JOB
         + FORM_OVERHEAD_BYTES,
         TESTING=settings.SCANQUEUE_ENV == "testing",
+        RATELIMIT_STORAGE_URI=settings.RATELIMIT_STORAGE_URL or settings.REDIS_URL,
+        RATELIMIT_KEY_PREFIX="scanqueue-limits",
+        RATELIMIT_HEADERS_ENABLED=True,
+        # Redis down: count in this process's memory meanwhile rather than refuse every request.
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_SWALLOW_ERRORS=True,
+        # The session cookie: not readable by scripts, not sent on cross-site requests.
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.SCANQUEUE_ENV == "production",
+        REMEMBER_COOKIE_SECURE=settings.SCANQUEUE_ENV == "production",
+        # The CSRF token lives as long as the session (a form left open for hours still works).
+        WTF_CSRF_TIME_LIMIT=None,
     )
     if settings.is_sqlite and (database := make_url(settings.DATABASE_URL).database):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -42,12 +55,24 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     celery_init_app(app, settings)
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.signin"
+    login_manager.login_message = "Sign in to see that page."
+    csrf.init_app(app)
+    limiter.init_app(app)
 
     from webapp import api, health
     from webapp.cli import register_cli
+    from webapp.login import load_user
+    from webapp.web import accounts, pages
 
+    login_manager.user_loader(load_user)
+    # The API authenticates every request itself (bearer token, or a session plus X-CSRFToken).
+    csrf.exempt(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(accounts.bp)
+    app.register_blueprint(pages.bp)
     register_error_handlers(app)
     register_cli(app)
     logging.basicConfig(

@@ -1,4 +1,5 @@
-"""API authentication: signed, expiring bearer tokens issued against an email and password."""
+"""API authentication: a bearer token (signed and expiring, or a personal token), or the web
+session of a signed-in user (unsafe methods then need the CSRF token in ``X-CSRFToken``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 from flask import current_app, g, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError, validate_csrf
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.errors import ApiError
 from webapp.extensions import db
+from webapp.personal_tokens import is_personal_token, user_for_token
 from webapp.records import User
 from webapp.settings_access import current_settings
 
@@ -60,16 +64,43 @@ def _unauthorized(code: str, message: str) -> ApiError:
     return ApiError(401, code, message, headers={"WWW-Authenticate": 'Bearer realm="scanqueue"'})
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _bearer_user(token: str) -> User:
+    if is_personal_token(token):
+        user = user_for_token(token)
+        if user is None:
+            raise _unauthorized("invalid_token", "The token is not valid or was revoked.")
+        return user
+    return user_from_token(token)
+
+
+def _session_user() -> User | None:
+    """The signed-in web user, after the CSRF check for unsafe methods; None if signed out."""
+    if not current_user.is_authenticated:
+        return None
+    if request.method not in SAFE_METHODS:
+        try:
+            validate_csrf(request.headers.get("X-CSRFToken", ""))
+        except (CSRFError, ValueError) as exc:
+            raise ApiError(403, "csrf_failed", f"CSRF check failed: {exc}") from None
+    return current_user._get_current_object()  # type: ignore[no-any-return]
+
+
 def token_required(view: F) -> F:
-    """Require ``Authorization: Bearer <token>``; the user lands in ``g.user``."""
+    """Require a bearer token or a signed-in web session; the user lands in ``g.user``."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if scheme.lower() == "bearer" and token.strip():
+            g.user = _bearer_user(token.strip())
+        elif (user := _session_user()) is not None:
+            g.user = user
+        else:
             raise _unauthorized("missing_token", "Send 'Authorization: Bearer <token>'.")
-        g.user = user_from_token(token.strip())
         return view(*args, **kwargs)
 
     return cast(F, wrapper)

@@ -15,6 +15,7 @@ INSTANCE_DIR = PROJECT_ROOT / "instance"
 # Recognisable so that production can refuse it; never valid outside development and tests.
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
 MIN_PRODUCTION_SECRET_LENGTH = 32
+DEV_PUBLIC_URL = "http://127.0.0.1:5000"
 
 
 class Environment(StrEnum):
@@ -62,6 +63,32 @@ class Settings(BaseSettings):
     # Polling hint for clients, seconds.
     POLL_RETRY_AFTER: int = Field(default=1, gt=0)
 
+    # The site's public address: links in emails (sent from workers) are built on it.
+    PUBLIC_URL: str = DEV_PUBLIC_URL
+    # Outgoing email over SMTP. `make run` starts a local sink on 127.0.0.1:8025.
+    SMTP_HOST: str = "127.0.0.1"
+    SMTP_PORT: int = Field(default=8025, gt=0, lt=65536)
+    SMTP_USERNAME: str = ""
+    SMTP_PASSWORD: str = ""
+    SMTP_STARTTLS: bool = False
+    SMTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    MAIL_FROM: str = "ScanQueue <no-reply@scanqueue.local>"
+    # A failed send is retried after BASE, 2xBASE, 4xBASE ... seconds (at most MAX_DELAY apart),
+    # MAIL_MAX_RETRIES times; after that the periodic outbox sweep queues it again.
+    MAIL_RETRY_BASE_SECONDS: int = Field(default=10, gt=0)
+    MAIL_RETRY_MAX_DELAY_SECONDS: int = Field(default=900, gt=0)
+    MAIL_MAX_RETRIES: int = Field(default=12, ge=0)
+    # Links in account emails (confirm address, reset password) stop working after this long.
+    ACCOUNT_LINK_TTL_SECONDS: int = Field(default=3600, gt=0)
+
+    # Sign-in attempts (web form and POST /api/v1/tokens), per account and per client address.
+    SIGNIN_LIMIT_PER_ACCOUNT: str = "5 per 15 minutes"
+    SIGNIN_LIMIT_PER_ADDRESS: str = "30 per 15 minutes"
+    # Sign-up, confirmation and reset requests per client address (each sends an email).
+    EMAIL_REQUEST_LIMIT_PER_ADDRESS: str = "10 per hour"
+    # Where the limiter counts; empty = REDIS_URL (shared by every web process).
+    RATELIMIT_STORAGE_URL: str = ""
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
@@ -76,6 +103,11 @@ class Settings(BaseSettings):
                 "SECRET_KEY must be set to a random value of at least "
                 f"{MIN_PRODUCTION_SECRET_LENGTH} characters in production "
                 '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        if self.SCANQUEUE_ENV is Environment.PRODUCTION and self.PUBLIC_URL == DEV_PUBLIC_URL:
+            raise ValueError(
+                "PUBLIC_URL must be set in production: links in emails are built on it "
+                "(e.g. https://scanqueue.example.org)"
             )
         return self
 

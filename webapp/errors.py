@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+
+# Paths answered in JSON; every other error is a page.
+JSON_PATH_PREFIXES = ("/api/", "/healthz", "/readyz")
 
 
 class ApiError(Exception):
@@ -29,7 +32,7 @@ def _snake(name: str) -> str:
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Answer API errors and HTTP errors (404, 405, 413, ...) as JSON."""
+    """Answer API errors and HTTP errors (404, 405, 413, 429 ...) as JSON; pages get a page."""
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> tuple[Response, int]:
@@ -38,8 +41,14 @@ def register_error_handlers(app: Flask) -> None:
         return response, status
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
         status = exc.code or 500
+        if not request.path.startswith(JSON_PATH_PREFIXES):
+            return render_template("error.html", status=status, error=exc), status
+        if status == 429:
+            return error_response(
+                429, "too_many_requests", f"Too many requests ({exc.description}); retry later."
+            )
         if status == 413:
             return error_response(
                 413,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -49,8 +50,39 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(sa.String(256))
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    # Set when the user followed the confirmation link (or an operator created the account).
+    email_confirmed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     jobs: Mapped[list[Job]] = relationship(back_populates="owner", cascade="all, delete-orphan")
+    subjects: Mapped[list[Subject]] = relationship(
+        back_populates="owner", cascade="all, delete-orphan"
+    )
+
+    # Flask-Login's user protocol.
+    @property
+    def is_authenticated(self) -> bool:
+        """Every loaded user is authenticated (anonymous users are another class)."""
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        """Never anonymous."""
+        return False
+
+    def get_id(self) -> str:
+        """The session's user id, with a fingerprint of the password hash: changing the
+        password signs out every other session."""
+        return f"{self.id}:{self.password_fingerprint}"
+
+    @property
+    def password_fingerprint(self) -> str:
+        """A short digest of the password hash; changes whenever the password does."""
+        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
+
+    @property
+    def is_confirmed(self) -> bool:
+        """Whether the email address was confirmed."""
+        return self.email_confirmed_at is not None
 
     def set_password(self, password: str) -> None:
         """Store a salted scrypt hash of the password (werkzeug's default KDF)."""
@@ -103,8 +135,12 @@ class Job(db.Model):
         sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True
     )
     parent_position: Mapped[int | None]
+    subject_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("subjects.id", ondelete="SET NULL"), index=True
+    )
 
     owner: Mapped[User] = relationship(back_populates="jobs")
+    subject: Mapped[Subject | None] = relationship(back_populates="jobs")
     parent: Mapped[Job | None] = relationship(back_populates="children", remote_side=[id])
     children: Mapped[list[Job]] = relationship(
         back_populates="parent", cascade="all, delete-orphan", order_by="Job.parent_position"
@@ -157,3 +193,63 @@ class Artifact(StoredFile, db.Model):
     name: Mapped[str] = mapped_column(sa.String(128))
 
     job: Mapped[Job] = relationship(back_populates="artifacts")
+
+
+class Subject(db.Model):
+    """The person the scans are of (a patient, an unborn baby); deleting only hides it."""
+
+    __tablename__ = "subjects"
+    __table_args__ = (sa.Index("ix_subjects_owner_deleted", "owner_id", "deleted_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    due_date: Mapped[date | None] = mapped_column(sa.Date)
+    notes: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    owner: Mapped[User] = relationship(back_populates="subjects")
+    jobs: Mapped[list[Job]] = relationship(back_populates="subject", order_by="Job.created_at")
+
+    @property
+    def label(self) -> str:
+        """The name, or a stand-in when there is none."""
+        return self.name or f"Subject #{self.id}"
+
+
+class ApiToken(db.Model):
+    """A personal, revocable API token for scripts; only its sha256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    token_sha256: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # The first characters, so the owner can tell tokens apart without the secret.
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    owner: Mapped[User] = relationship()
+
+
+class OutboundEmail(db.Model):
+    """An email to send: the outbox row is written first, so a message is never lost."""
+
+    __tablename__ = "outbound_emails"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    to_address: Mapped[str] = mapped_column(sa.String(320))
+    subject: Mapped[str] = mapped_column(sa.String(255))
+    body: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # A sender holds the row until then; another sender waits (no message goes out twice at once).
+    claimed_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)

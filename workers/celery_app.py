@@ -14,5 +14,6 @@ celery.conf.include = [
     "tasks.head_circumference",
     "tasks.face_extraction",
     "tasks.sequence_inference",
+    "tasks.mail",
 ]
 startup.register(flask_app)

@@ -23,6 +23,8 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "scanqueue.head_circumference.measure": {"queue": CPU_QUEUE},
     "scanqueue.face_extraction": {"queue": GPU_QUEUE},
     "scanqueue.sequence_inference.predict": {"queue": GPU_QUEUE},
+    "scanqueue.send_email": {"queue": CPU_QUEUE},
+    "scanqueue.outbox.sweep": {"queue": CPU_QUEUE},
 }
 
 

@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.builders import bearer, make_user
-from tests.conftest import build_app, fresh_postgres_database
+from tests.conftest import build_app, free_port, fresh_postgres_database
 from tests.model_builders import (
     BINARY_CLASSES,
     bright_pixel_model,
@@ -27,6 +27,8 @@ from webapp.extensions import db
 from workers.launch import start_worker, stop_worker
 
 JOB_TIMEOUT = 90
+# Where the integration worker sends email: nothing listens there until a test starts a sink.
+STACK_SMTP_PORT = free_port()
 TEST_MODEL = "tiny-bright"
 TEST_SEQUENCE_MODEL = "tiny-trend"
 
@@ -53,6 +55,9 @@ def running_stack(base: Path, redis_url: str, **model_settings: str) -> Iterator
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "MEDIA_ROOT": str(base / "media"),
+            "SMTP_PORT": str(STACK_SMTP_PORT),
+            "MAIL_RETRY_BASE_SECONDS": "1",
+            "MAIL_RETRY_MAX_DELAY_SECONDS": "2",
             **model_settings,
         }
         app = build_app(database_url, redis_url, base / "media", **settings)

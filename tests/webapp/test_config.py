@@ -41,7 +41,16 @@ def test_production_refuses_default_or_weak_secret(
 def test_production_accepts_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCANQUEUE_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "x" * 48)
+    monkeypatch.setenv("PUBLIC_URL", "https://scanqueue.example.org")
     assert load_settings().SCANQUEUE_ENV is Environment.PRODUCTION
+
+
+def test_production_refuses_the_development_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCANQUEUE_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "x" * 48)
+    monkeypatch.delenv("PUBLIC_URL", raising=False)
+    with pytest.raises(ConfigurationError, match="PUBLIC_URL"):
+        load_settings()
 
 
 def test_inconsistent_time_limits_fail_fast() -> None:

@@ -22,8 +22,9 @@ app = create_app({"SCANQUEUE_ENV": "testing", "DATABASE_URL": sys.argv[1],
                   "REDIS_URL": sys.argv[2], "MEDIA_ROOT": sys.argv[3]})
 with app.app_context():
     upgrade()
-    from webapp.records import User
-    user = User(email="web@example.org"); user.set_password("password123")
+    from webapp.records import User, utcnow
+    user = User(email="web@example.org", email_confirmed_at=utcnow())
+    user.set_password("password123")
     db.session.add(user); db.session.commit()
 client = app.test_client()
 basic = base64.b64encode(b"web@example.org:password123").decode()

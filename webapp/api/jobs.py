@@ -17,7 +17,7 @@ from webapp.extensions import db
 from webapp.job_state import cancel
 from webapp.jobtypes import JobType, get_job_type, invalid_params
 from webapp.queueing import enqueue_job, revoke_job
-from webapp.records import Artifact, Job, JobInput, JobStatus
+from webapp.records import Artifact, Job, JobInput, JobStatus, Subject
 from webapp.settings_access import current_settings
 from webapp.storage import MediaStorage
 from webapp.uploads import CheckedImage, check_image
@@ -25,7 +25,7 @@ from webapp.uploads import CheckedImage, check_image
 log = logging.getLogger(__name__)
 
 FILES_FIELD = "files"
-FORM_FIELDS = {"type", "params"}
+FORM_FIELDS = {"type", "params", "subject_id"}
 MAX_PER_PAGE = 100
 
 
@@ -79,6 +79,9 @@ def job_to_json(job: Job) -> dict[str, Any]:
             }
             for artifact in job.artifacts
         ],
+        "subject": (
+            {"id": job.subject.id, "name": job.subject.label} if job.subject is not None else None
+        ),
         "parent": (
             {
                 "id": str(job.parent_id),
@@ -178,12 +181,28 @@ def _input_row(
     )
 
 
+def _subject_id(raw: str | None) -> int | None:
+    """The caller's (not deleted) subject named by the form, or None when none is named."""
+    if raw is None or not raw.strip():
+        return None
+    subject = db.session.get(Subject, int(raw)) if raw.strip().isdigit() else None
+    if subject is None or subject.owner_id != g.user.id or subject.deleted_at is not None:
+        raise ApiError(404, "subject_not_found", f"No subject {raw.strip()!r}.")
+    return subject.id
+
+
 def _store_jobs(
-    job_type: JobType, params: dict[str, Any], groups: list[list[CheckedImage]]
+    job_type: JobType,
+    params: dict[str, Any],
+    groups: list[list[CheckedImage]],
+    subject_id: int | None = None,
 ) -> list[Job]:
     """Create the jobs, their input rows and files in one transaction; on failure none remain."""
     storage = media_storage()
-    jobs = [Job(id=uuid.uuid4(), owner=g.user, type=job_type.name, params=params) for _ in groups]
+    jobs = [
+        Job(id=uuid.uuid4(), owner=g.user, type=job_type.name, params=params, subject_id=subject_id)
+        for _ in groups
+    ]
     try:
         for job, files in zip(jobs, groups, strict=True):
             for position, checked in enumerate(files):
@@ -201,6 +220,7 @@ def _store_jobs(
                         type=job_type.child_type,
                         params=job_type.child_params(params),
                         parent_position=position,
+                        subject_id=subject_id,
                     )
                     child.inputs.append(
                         _input_row(0, checked, blob.size, blob.sha256, blob.storage_path)
@@ -246,7 +266,14 @@ def create_job() -> tuple[Response, int]:
     Types that take one file per job turn several files into a batch: one job per file, answered
     as ``{"jobs": [...]}``.
     """
+    if not g.user.is_confirmed:
+        raise ApiError(
+            403,
+            "email_unconfirmed",
+            "Confirm your email address (follow the link we sent) before submitting jobs.",
+        )
     job_type = get_job_type(request.form.get("type"))
+    subject_id = _subject_id(request.form.get("subject_id"))
     params = _parse_params(request.form.get("params"), job_type)
     files = _checked_files(job_type)
     if job_type.needs_pixel_spacing:
@@ -254,7 +281,7 @@ def create_job() -> tuple[Response, int]:
     if job_type.check_file_count:
         job_type.check_file_count(params, len(files))
     groups = [[checked] for checked in files] if job_type.one_job_per_file else [files]
-    jobs = _store_jobs(job_type, params, groups)
+    jobs = _store_jobs(job_type, params, groups, subject_id)
     try:
         for job in jobs:
             enqueue_job(job)

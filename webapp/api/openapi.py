@@ -110,6 +110,10 @@ SCHEMAS: dict[str, Any] = {
             "model": {"type": ["object", "null"]},
             "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/Input"}},
             "artifacts": {"type": "array", "items": {"$ref": "#/components/schemas/Artifact"}},
+            "subject": {
+                "type": ["object", "null"],
+                "description": "The subject the job is attached to: id and name.",
+            },
             "parent": {
                 "type": ["object", "null"],
                 "description": "For a step of a larger job (a sequence's per-photo face "
@@ -153,6 +157,10 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "201": _json("Token", "A signed token that expires."),
                 "401": _error("Missing or wrong credentials."),
+                "429": _error(
+                    "too_many_requests: too many sign-in attempts for this account or from this "
+                    "address (SIGNIN_LIMIT_PER_ACCOUNT, SIGNIN_LIMIT_PER_ADDRESS)."
+                ),
             },
         }
     },
@@ -172,6 +180,10 @@ PATHS: dict[str, Any] = {
                                 "files": {
                                     "type": "array",
                                     "items": {"type": "string", "format": "binary"},
+                                },
+                                "subject_id": {
+                                    "type": "integer",
+                                    "description": "Attach the job to one of your subjects.",
                                 },
                                 "params": {
                                     "type": "string",
@@ -210,6 +222,11 @@ PATHS: dict[str, Any] = {
                     "invalid_params, empty_file, missing_pixel_spacing, taken_at_mismatch."
                 ),
                 "401": UNAUTHORIZED,
+                "403": _error(
+                    "email_unconfirmed: the account's email address is not confirmed yet; "
+                    "csrf_failed: a session request without the CSRF token."
+                ),
+                "404": _error("subject_not_found: no such subject of yours (or it was deleted)."),
                 "413": _error("file_too_large, image_too_large (pixels), request_too_large."),
                 "415": _error("unsupported_media_type: not an accepted image format."),
                 "422": _error(
@@ -299,7 +316,15 @@ SPEC: dict[str, Any] = {
     },
     "components": {
         "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"},
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A signed token from POST /tokens (expires after "
+                "TOKEN_TTL_SECONDS), or a personal token (sq_...) made on the website's API "
+                "tokens page (works until revoked). The website's own pages call the API with "
+                "their session cookie instead, sending the CSRF token in X-CSRFToken on POST "
+                "and DELETE.",
+            },
             "basic": {"type": "http", "scheme": "basic"},
         },
         "schemas": SCHEMAS,

@@ -7,10 +7,13 @@ from flask import Response, jsonify, request
 from webapp.api import bp
 from webapp.auth import authenticate, issue_token
 from webapp.errors import ApiError
+from webapp.rate_limits import signin_per_account, signin_per_address
 from webapp.settings_access import current_settings
 
 
 @bp.post("/tokens")
+@signin_per_address
+@signin_per_account
 def create_token() -> tuple[Response, int]:
     """Issue a signed token that expires after TOKEN_TTL_SECONDS."""
     credentials = request.authorization
@@ -22,6 +25,7 @@ def create_token() -> tuple[Response, int]:
             headers={"WWW-Authenticate": 'Basic realm="scanqueue"'},
         )
     user = authenticate(credentials.username or "", credentials.password or "")
+    # Unconfirmed accounts may hold a token; submitting jobs is what needs the confirmation.
     if user is None:
         raise ApiError(
             401,

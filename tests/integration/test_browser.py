@@ -1,0 +1,84 @@
+"""A real browser (Debian's headless Chromium, driven by Playwright) signs in, uploads an HC18
+image, watches the progress bar reach done, and finds the circumference and the overlay."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from tests.builders import DEFAULT_PASSWORD, make_user
+from tests.conftest import HC18_DIR, REPO_ROOT, free_port, hc18_images
+from tests.integration.conftest import JOB_TIMEOUT, WorkerStack
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"no HC18 data at {HC18_DIR}"),
+]
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO_ROOT / "test-output" / "browser"
+# A validation-split image (never seen in training), 800x540.
+IMAGE = "000_HC.png"
+
+
+@pytest.fixture(scope="module")
+def site(released_model_stack: WorkerStack) -> Iterator[str]:
+    """The app behind a real HTTP server (werkzeug, threaded) on a free port."""
+    port = free_port()
+    server = make_server("127.0.0.1", port, released_model_stack.app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+
+
+def test_upload_watch_progress_and_see_the_measurement(
+    site: str, released_model_stack: WorkerStack
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    assert CHROMIUM.is_file(), "Chromium missing: `make test` installs Debian's chromium package"
+    image = hc18_images()[IMAGE]
+    with released_model_stack.app.app_context():
+        email = make_user().email
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        page = browser.new_page(viewport={"width": 1100, "height": 1400})
+        page.goto(f"{site}/account/signin")
+        page.fill("input[name=email]", email)
+        page.fill("input[name=password]", DEFAULT_PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_have_text("Dashboard")
+
+        page.goto(f"{site}/upload")
+        page.select_option("#job-type", "head_circumference")
+        page.set_input_files("#file-input", str(image.image_path))
+        page.fill("#pixel-spacing", str(image.pixel_size_mm))
+        page.click("#submit")
+        row = page.locator("#job-list li").first
+        expect(row.locator('[data-role="status"]')).to_have_text(
+            "succeeded", timeout=JOB_TIMEOUT * 1000
+        )
+        assert row.locator("progress").get_attribute("value") == "100"
+        expect(row.locator('[data-role="summary"]')).to_contain_text(" mm")
+        page.screenshot(path=str(SCREENSHOTS / "upload-done.png"), full_page=True)
+
+        row.locator("a").click()
+        headline = page.locator('[data-role="headline"]')
+        expect(headline).to_contain_text("Head circumference:")
+        measured = float(headline.inner_text().split(":")[1].split("mm")[0])
+        assert measured == pytest.approx(image.head_circumference_mm, abs=6.0)
+        overlay = page.locator('img[alt="overlay.png"]')
+        expect(overlay).to_be_visible()
+        assert overlay.evaluate("img => img.complete && img.naturalWidth") == 800
+        page.screenshot(path=str(SCREENSHOTS / "job-result.png"), full_page=True)
+        browser.close()

@@ -1,0 +1,57 @@
+"""The account emails: confirm your address, reset your password."""
+
+from __future__ import annotations
+
+from flask import url_for
+
+from webapp.account_links import LinkPurpose, make_link_token
+from webapp.mailer import queue_email
+from webapp.records import OutboundEmail, User
+from webapp.settings_access import current_settings
+
+
+def public_url(endpoint: str, **values: object) -> str:
+    """An absolute link on the site's public address (PUBLIC_URL), for emails."""
+    return current_settings().PUBLIC_URL.rstrip("/") + url_for(endpoint, **values)
+
+
+def _minutes() -> int:
+    return current_settings().ACCOUNT_LINK_TTL_SECONDS // 60
+
+
+def send_confirmation(user: User) -> OutboundEmail:
+    """Email the user a link that confirms their address."""
+    link = public_url("accounts.confirm", token=make_link_token(LinkPurpose.CONFIRM_EMAIL, user))
+    body = (
+        "Welcome to ScanQueue.\n\n"
+        f"Confirm your email address by opening this link within {_minutes()} minutes:\n\n"
+        f"{link}\n\n"
+        "If you did not sign up, ignore this message.\n"
+    )
+    return queue_email(user.email, "Confirm your ScanQueue email address", body, "confirm")
+
+
+def send_password_reset(user: User) -> OutboundEmail:
+    """Email the user a link to choose a new password."""
+    link = public_url(
+        "accounts.reset_password", token=make_link_token(LinkPurpose.RESET_PASSWORD, user)
+    )
+    body = (
+        "Someone asked to reset the password of your ScanQueue account.\n\n"
+        f"Choose a new password within {_minutes()} minutes here:\n\n{link}\n\n"
+        "If it was not you, ignore this message; your password stays as it is.\n"
+    )
+    return queue_email(user.email, "Reset your ScanQueue password", body, "password_reset")
+
+
+def send_already_registered(user: User) -> OutboundEmail:
+    """Tell an account holder that someone tried to sign up with their address."""
+    body = (
+        "Someone tried to create a ScanQueue account with this address, which already has one.\n\n"
+        f"Sign in: {public_url('accounts.signin')}\n"
+        f"Forgotten your password? {public_url('accounts.forgot_password')}\n\n"
+        "If it was not you, ignore this message.\n"
+    )
+    return queue_email(
+        user.email, "You already have a ScanQueue account", body, "already_registered"
+    )

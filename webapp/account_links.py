@@ -1,0 +1,57 @@
+"""Signed, expiring links for account emails: confirm an address, reset a password."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from webapp.extensions import db
+from webapp.records import User
+from webapp.settings_access import current_settings
+
+
+class LinkPurpose(StrEnum):
+    """What a link does; each purpose has its own salt, so one cannot stand in for another."""
+
+    CONFIRM_EMAIL = "confirm-email"
+    RESET_PASSWORD = "reset-password"
+
+
+class LinkError(Exception):
+    """A link that cannot be used; ``expired`` tells an old link from a broken one."""
+
+    def __init__(self, expired: bool) -> None:
+        super().__init__("expired" if expired else "invalid")
+        self.expired = expired
+
+
+def _serializer(purpose: LinkPurpose) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"scanqueue.{purpose}")
+
+
+def _binding(purpose: LinkPurpose, user: User) -> str:
+    # A confirmation is for one address; a reset link dies once the password has changed.
+    return user.email if purpose is LinkPurpose.CONFIRM_EMAIL else user.password_fingerprint
+
+
+def make_link_token(purpose: LinkPurpose, user: User) -> str:
+    """A token naming the user, bound to their current email or password."""
+    return _serializer(purpose).dumps({"uid": user.id, "bind": _binding(purpose, user)})
+
+
+def read_link_token(purpose: LinkPurpose, token: str) -> User:
+    """The user a valid, unexpired token names; LinkError otherwise."""
+    try:
+        payload = _serializer(purpose).loads(
+            token, max_age=current_settings().ACCOUNT_LINK_TTL_SECONDS
+        )
+    except SignatureExpired:
+        raise LinkError(expired=True) from None
+    except BadSignature:
+        raise LinkError(expired=False) from None
+    user = db.session.get(User, payload.get("uid")) if isinstance(payload, dict) else None
+    if user is None or not user.is_active or payload.get("bind") != _binding(purpose, user):
+        raise LinkError(expired=False)
+    return user

@@ -1,0 +1,114 @@
+// The upload page: pick files (drag and drop or the file input), submit to the JSON API with the
+// session's CSRF token, then follow every job it created with a live progress bar.
+"use strict";
+(() => {
+  const form = document.getElementById("upload-form");
+  const typeSelect = document.getElementById("job-type");
+  const fileInput = document.getElementById("file-input");
+  const dropZone = document.getElementById("drop-zone");
+  const fileList = document.getElementById("file-list");
+  const dateList = document.getElementById("date-list");
+  const errorBox = document.getElementById("upload-error");
+  let files = [];
+
+  function selectedType() {
+    return typeSelect.options[typeSelect.selectedIndex].dataset;
+  }
+
+  function refresh() {
+    const type = selectedType();
+    document.getElementById("spacing-field").hidden = type.needsSpacing !== "yes";
+    document.getElementById("dates-field").hidden = type.sequence !== "yes";
+    for (const span of document.querySelectorAll("#job-description span")) {
+      span.hidden = span.dataset.type !== typeSelect.value;
+    }
+    fileList.replaceChildren(...files.map((file) => {
+      const item = document.createElement("li");
+      item.textContent = `${file.name} (${Math.round(file.size / 1024)} kB)`;
+      return item;
+    }));
+    dateList.replaceChildren(...files.map((file) => {
+      const item = document.createElement("li");
+      const input = document.createElement("input");
+      input.type = "date";
+      input.setAttribute("aria-label", `date of ${file.name}`);
+      item.append(`${file.name} `, input);
+      return item;
+    }));
+  }
+
+  function addFiles(list) {
+    files = files.concat(Array.from(list));
+    refresh();
+  }
+
+  fileInput.addEventListener("change", () => { addFiles(fileInput.files); fileInput.value = ""; });
+  typeSelect.addEventListener("change", refresh);
+  for (const name of ["dragenter", "dragover"]) {
+    dropZone.addEventListener(name, (event) => { event.preventDefault(); dropZone.classList.add("over"); });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    dropZone.addEventListener(name, () => dropZone.classList.remove("over"));
+  }
+  dropZone.addEventListener("drop", (event) => { event.preventDefault(); addFiles(event.dataTransfer.files); });
+
+  function params() {
+    const type = selectedType();
+    const result = {};
+    const spacing = document.getElementById("pixel-spacing").value;
+    if (type.needsSpacing === "yes" && spacing) result.pixel_spacing_mm = Number(spacing);
+    if (type.sequence === "yes") {
+      const dates = Array.from(dateList.querySelectorAll("input")).map((input) => input.value);
+      if (dates.some(Boolean)) result.taken_at = dates;
+    }
+    return result;
+  }
+
+  function jobRow(job) {
+    const item = document.createElement("li");
+    item.className = "job-live";
+    item.innerHTML = `<a></a> <span data-role="status"></span>
+      <progress max="100" data-role="progress"></progress> <span data-role="percent"></span>
+      <span data-role="summary"></span>`;
+    item.querySelector("a").href = `/jobs/${job.id}`;
+    item.querySelector("a").textContent = `${job.type} ${job.id.slice(0, 8)}`;
+    ScanQueue.render(item, job);
+    document.getElementById("job-list").prepend(item);
+    document.getElementById("jobs-section").hidden = false;
+    ScanQueue.poll(job.url, (update) => ScanQueue.render(item, update)).then((done) => {
+      const summary = item.querySelector('[data-role="summary"]');
+      if (done.error) summary.textContent = `— ${done.error.message}`;
+      else if (done.result && done.result.head_circumference_mm) summary.textContent = `— ${done.result.head_circumference_mm.toFixed(1)} mm`;
+      else if (done.result && done.result.outcome) summary.textContent = `— ${done.result.outcome}`;
+    }).catch((error) => { item.querySelector('[data-role="summary"]').textContent = ` (${error.message})`; });
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    errorBox.textContent = "";
+    if (!files.length) { errorBox.textContent = "Choose at least one file."; return; }
+    const body = new FormData();
+    body.append("type", typeSelect.value);
+    body.append("params", JSON.stringify(params()));
+    const subject = document.getElementById("subject").value;
+    if (subject) body.append("subject_id", subject);
+    for (const file of files) body.append("files", file, file.name);
+    const button = document.getElementById("submit");
+    button.disabled = true;
+    try {
+      const response = await fetch("/api/v1/jobs", {
+        method: "POST", body, headers: { "X-CSRFToken": ScanQueue.csrfToken(), Accept: "application/json" },
+      });
+      const answer = await response.json();
+      if (!response.ok) { errorBox.textContent = answer.error ? answer.error.message : `Error ${response.status}`; return; }
+      (answer.jobs || [answer]).forEach(jobRow);
+      files = [];
+      refresh();
+    } catch (error) {
+      errorBox.textContent = `Upload failed: ${error.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  refresh();
+})();

@@ -1,0 +1,1 @@
+"""The website: server-rendered pages (Jinja) for accounts, subjects, uploads and results."""

@@ -1,0 +1,143 @@
+"""The signed-in pages: dashboard, subjects, upload with live progress, job results."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from webapp.api.jobs import job_to_json
+from webapp.extensions import db
+from webapp.forms import ConfirmForm, SubjectForm
+from webapp.jobtypes import JOB_TYPES
+from webapp.records import Job, Subject, utcnow
+
+bp = Blueprint("pages", __name__)
+
+RECENT_JOBS = 20
+
+
+def owned_subject(subject_id: int) -> Subject:
+    """The signed-in user's subject (not deleted); anyone else's is a 404."""
+    subject = db.session.get(Subject, subject_id)
+    if subject is None or subject.owner_id != current_user.id or subject.deleted_at is not None:
+        abort(404)
+    return subject
+
+
+def live_subjects() -> list[Subject]:
+    """The signed-in user's subjects that are not deleted, newest first."""
+    return list(
+        db.session.scalars(
+            db.select(Subject)
+            .filter_by(owner_id=current_user.id, deleted_at=None)
+            .order_by(Subject.created_at.desc(), Subject.id.desc())
+        )
+    )
+
+
+@bp.get("/")
+@login_required
+def dashboard() -> str:
+    """Your subjects and recent jobs."""
+    jobs = db.session.scalars(
+        db.select(Job)
+        .filter_by(owner_id=current_user.id, parent_id=None)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(RECENT_JOBS)
+    ).all()
+    return render_template("dashboard.html", subjects=live_subjects(), jobs=jobs)
+
+
+@bp.route("/subjects/new", methods=["GET", "POST"])
+@login_required
+def new_subject() -> str | Response:
+    """Add a subject."""
+    form = SubjectForm()
+    if form.validate_on_submit():
+        subject = Subject(owner_id=current_user.id)
+        form.populate_obj(subject)
+        subject.name = (subject.name or "").strip() or None
+        db.session.add(subject)
+        db.session.commit()
+        return redirect(url_for("pages.subject", subject_id=subject.id))
+    return render_template("subject_form.html", form=form, subject=None)
+
+
+@bp.route("/subjects/<int:subject_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_subject(subject_id: int) -> str | Response:
+    """Change a subject's name, due date or notes."""
+    subject = owned_subject(subject_id)
+    form = SubjectForm(obj=subject)
+    if form.validate_on_submit():
+        form.populate_obj(subject)
+        subject.name = (subject.name or "").strip() or None
+        db.session.commit()
+        return redirect(url_for("pages.subject", subject_id=subject.id))
+    return render_template("subject_form.html", form=form, subject=subject)
+
+
+@bp.post("/subjects/<int:subject_id>/delete")
+@login_required
+def delete_subject(subject_id: int) -> Response:
+    """Hide a subject; its jobs and files are kept for review."""
+    subject = owned_subject(subject_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    subject.deleted_at = utcnow()
+    db.session.commit()
+    flash(f"{subject.label} is deleted from your lists; its data is kept for review.", "info")
+    return redirect(url_for("pages.dashboard"))
+
+
+@bp.get("/subjects/<int:subject_id>")
+@login_required
+def subject(subject_id: int) -> str:
+    """A subject's uploads, jobs and results."""
+    found = owned_subject(subject_id)
+    jobs = [job for job in found.jobs if job.parent_id is None]
+    return render_template("subject.html", subject=found, jobs=jobs, delete_form=ConfirmForm())
+
+
+@bp.get("/upload")
+@login_required
+def upload() -> str:
+    """Pick a job type and files; the page submits to the JSON API and follows the jobs."""
+    return render_template(
+        "upload.html",
+        job_types=JOB_TYPES.values(),
+        subjects=live_subjects(),
+        csrf_form=ConfirmForm(),
+    )
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str | None:
+    if start is None or end is None:
+        return None
+    # SQLite hands timestamps back without a zone; they were written in UTC.
+    start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+    return f"{(end - start).total_seconds():.1f} s"
+
+
+@bp.get("/jobs/<uuid:job_id>")
+@login_required
+def job(job_id: uuid.UUID) -> str:
+    """A job's result: images, numbers with units, model, timings, or why it failed."""
+    found = db.session.get(Job, job_id)
+    if found is None or found.owner_id != current_user.id:
+        abort(404)
+    view: dict[str, Any] = job_to_json(found)
+    return render_template(
+        "job.html",
+        job=found,
+        view=view,
+        artifacts={artifact["name"]: artifact["url"] for artifact in view["artifacts"]},
+        queued_for=_duration(found.created_at, found.started_at),
+        ran_for=_duration(found.started_at, found.finished_at),
+        job_type=JOB_TYPES.get(found.type),
+    )
