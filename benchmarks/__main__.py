@@ -40,7 +40,7 @@ from pipelines.segmentation import segmentation_pipeline
 from webapp import create_app
 from webapp.config import PROJECT_ROOT, load_settings
 from webapp.extensions import db
-from webapp.records import User
+from webapp.records import User, utcnow
 from workers.launch import start_worker, stop_worker
 
 HC18_DIR = Path(os.environ.get("HC18_DIR", PROJECT_ROOT.parent / "shared" / "datasets" / "hc18"))
@@ -264,7 +264,7 @@ def main() -> None:
     app = create_app({key: env[key] for key in ("DATABASE_URL", "REDIS_URL", "MEDIA_ROOT")})
     with app.app_context():
         upgrade()
-        user = User(email=EMAIL)
+        user = User(email=EMAIL, email_confirmed_at=utcnow())
         user.set_password(PASSWORD)
         db.session.add(user)
         db.session.commit()
