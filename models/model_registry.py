@@ -41,6 +41,8 @@ class ModelManifest:
     boundary_offset_px: float = 0.0
     # Sequence models take (frames, mask) over at most this many frames; 0 for image models.
     max_frames: int = 0
+    # Classifiers: below this top probability the prediction is "uncertain" (None: not set).
+    uncertain_below: float | None = None
 
     @property
     def is_binary(self) -> bool:
@@ -116,6 +118,11 @@ class ModelRegistry:
                 metrics=raw.get("metrics", {}),
                 boundary_offset_px=float(raw.get("boundary_offset_px", 0.0)),
                 max_frames=int(raw.get("max_frames", 0)),
+                uncertain_below=(
+                    float(raw["uncertain_below"])
+                    if raw.get("uncertain_below") is not None
+                    else None
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RegistryError(f"manifest of {name} {chosen} is invalid: {exc!r}") from None

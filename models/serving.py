@@ -78,6 +78,8 @@ class ModelSettings(Protocol):
     SEGMENTATION_MODEL_VERSION: str
     SEQUENCE_MODEL: str
     SEQUENCE_MODEL_VERSION: str
+    CLASSIFICATION_MODEL: str
+    CLASSIFICATION_MODEL_VERSION: str
 
 
 def segmentation_model(settings: ModelSettings) -> LoadedModel:
@@ -94,10 +96,18 @@ def sequence_model(settings: ModelSettings) -> LoadedModel:
     )
 
 
+def classification_model(settings: ModelSettings) -> LoadedModel:
+    """This process's default classifier; RegistryError if it cannot be loaded."""
+    return process_models.get(
+        settings.MODEL_DIR, settings.CLASSIFICATION_MODEL, settings.CLASSIFICATION_MODEL_VERSION
+    )
+
+
 __all__ = [
     "LoadedModel",
     "ModelCache",
     "RegistryError",
+    "classification_model",
     "load_model",
     "process_models",
     "segmentation_model",

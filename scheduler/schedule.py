@@ -1,12 +1,35 @@
-"""The beat schedule; periodic jobs (follow-up emails, sweeps, retention) register here."""
+"""The beat schedule: periodic jobs and how often they run (intervals from the settings)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 # Seconds between outbox sweeps (unsent email is queued again; see tasks.mail).
 OUTBOX_SWEEP_SECONDS = 600
 
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    "outbox-sweep": {"task": "scanqueue.outbox.sweep", "schedule": OUTBOX_SWEEP_SECONDS},
-}
+
+class ScheduleSettings(Protocol):
+    """The settings that set the intervals (webapp.config.Settings has them)."""
+
+    FOLLOWUP_CHECK_SECONDS: int
+    STALE_SWEEP_SECONDS: int
+    RETENTION_SWEEP_SECONDS: int
+
+
+def beat_schedule(settings: ScheduleSettings) -> dict[str, dict[str, Any]]:
+    """Task name and interval of every periodic job."""
+    return {
+        "outbox-sweep": {"task": "scanqueue.outbox.sweep", "schedule": OUTBOX_SWEEP_SECONDS},
+        "outcome-followups": {
+            "task": "scanqueue.followups.request_due",
+            "schedule": settings.FOLLOWUP_CHECK_SECONDS,
+        },
+        "stale-job-sweep": {
+            "task": "scanqueue.jobs.sweep_stale",
+            "schedule": settings.STALE_SWEEP_SECONDS,
+        },
+        "artifact-retention": {
+            "task": "scanqueue.artifacts.purge_old",
+            "schedule": settings.RETENTION_SWEEP_SECONDS,
+        },
+    }

@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import re
+from datetime import date
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +18,7 @@ from PIL import Image, ImageDraw
 from werkzeug.test import TestResponse
 
 from webapp.extensions import db
-from webapp.records import User, utcnow
+from webapp.records import Job, JobInput, JobStatus, Subject, User, utcnow
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 _emails = itertools.count(1)
@@ -188,3 +189,48 @@ def link_path(message: EmailMessage) -> str:
     found = _LINK.search(message.get_content())
     assert found, message.get_content()
     return urlsplit(found.group(0)).path
+
+
+def make_subject(owner: User, name: str = "Baby", due_date: date | None = None) -> Subject:
+    """A saved subject of the owner."""
+    subject = Subject(owner_id=owner.id, name=name, due_date=due_date)
+    db.session.add(subject)
+    db.session.commit()
+    return subject
+
+
+def make_prediction(
+    subject: Subject, prediction: str = "second", confidence: float = 0.9, images: int = 1
+) -> Job:
+    """A finished classification job of the subject, with stored input rows (as the worker
+    leaves it)."""
+    job = Job(
+        owner_id=subject.owner_id,
+        subject_id=subject.id,
+        type="classification",
+        status=JobStatus.SUCCEEDED.value,
+        progress=100,
+        params={},
+        result={
+            "prediction": prediction,
+            "confidence": confidence,
+            "images": [{"position": i, "most_probable": prediction} for i in range(images)],
+        },
+        model_name="hc18-trimester",
+        model_version="1.0.0",
+        finished_at=utcnow(),
+    )
+    for position in range(images):
+        job.inputs.append(
+            JobInput(
+                position=position,
+                filename=f"scan{position}.png",
+                content_type="image/png",
+                size=1,
+                sha256="0" * 64,
+                storage_path=f"jobs/x/inputs/{position}.png",
+            )
+        )
+    db.session.add(job)
+    db.session.commit()
+    return job

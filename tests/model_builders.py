@@ -84,3 +84,30 @@ def write_sequence_model(root: Path, name: str, version: str = "1.0.0") -> Path:
 
 BINARY_CLASSES = {0: "background", 1: "object"}
 THREE_CLASSES = {0: "rest", 1: "muscle", 2: "fat"}
+
+
+TRIMESTER_CLASSES = {0: "first", 1: "second", 2: "third"}
+
+
+def mean_intensity_classifier():
+    """Three classes by mean intensity (dark, mid, bright): softmax of [0, 20m - 8, 40m - 24]."""
+    import keras
+
+    inputs = keras.Input((INPUT_HEIGHT, INPUT_WIDTH, 1))
+    mean = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(3, activation="softmax")
+    model = keras.Model(inputs, dense(mean))
+    dense.set_weights(
+        [np.array([[0.0, 20.0, 40.0]], dtype=np.float32), np.array([0.0, -8.0, -24.0])]
+    )
+    return model
+
+
+def write_classifier(root: Path, name: str, uncertain_below: float | None = 0.6) -> Path:
+    """Save the mean-intensity classifier as a registry version."""
+    fields: dict[str, object] = (
+        {} if uncertain_below is None else {"uncertain_below": uncertain_below}
+    )
+    return write_registry_model(
+        root, name, "1.0.0", mean_intensity_classifier(), TRIMESTER_CLASSES, **fields
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import url_for
+from flask import current_app
 
 from webapp.account_links import LinkPurpose, make_link_token
 from webapp.mailer import queue_email
@@ -11,8 +11,10 @@ from webapp.settings_access import current_settings
 
 
 def public_url(endpoint: str, **values: object) -> str:
-    """An absolute link on the site's public address (PUBLIC_URL), for emails."""
-    return current_settings().PUBLIC_URL.rstrip("/") + url_for(endpoint, **values)
+    """An absolute link on the site's public address (PUBLIC_URL), for emails; works in a web
+    request and in a worker (no request there to take a host name from)."""
+    path = current_app.url_map.bind("localhost").build(endpoint, values)
+    return current_settings().PUBLIC_URL.rstrip("/") + path
 
 
 def _minutes() -> int:

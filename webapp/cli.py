@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import sys
 
 import click
@@ -9,7 +10,9 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from webapp.extensions import db
-from webapp.records import User, utcnow
+from webapp.records import FollowUp, User, utcnow
+from webapp.settings_access import current_settings
+from webapp.storage import MediaStorage
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 
@@ -46,6 +49,74 @@ def user_exists(email: str) -> None:
     sys.exit(0 if found else 1)
 
 
+outcomes_cli = AppGroup("outcomes", help="Predictions and their confirmed outcomes.")
+
+EXPORT_COLUMNS = (
+    "subject_id",
+    "job_id",
+    "image_position",
+    "image_filename",
+    "image_path",
+    "image_sha256",
+    "model",
+    "model_version",
+    "prediction",
+    "confidence",
+    "image_most_probable",
+    "outcome",
+    "outcome_at",
+    "outcome_source",
+)
+
+
+@outcomes_cli.command("export")
+@click.option(
+    "--output", type=click.Path(dir_okay=False, writable=True), help="CSV file (default: stdout)"
+)
+def export_outcomes(output: str | None) -> None:
+    """Write the labelled image list (images, prediction, confirmed outcome) as CSV: the ground
+    truth for retraining. One row per image of each prediction whose outcome is known."""
+    storage = MediaStorage(current_settings().MEDIA_ROOT)
+    followups = db.session.scalars(
+        db.select(FollowUp).where(FollowUp.outcome.is_not(None)).order_by(FollowUp.id)
+    ).all()
+    handle = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(EXPORT_COLUMNS)
+        rows = 0
+        for followup in followups:
+            job = followup.job
+            result = job.result or {}
+            per_image = {item["position"]: item for item in result.get("images", [])}
+            for item in job.inputs:
+                writer.writerow(
+                    [
+                        followup.subject_id,
+                        job.id,
+                        item.position,
+                        item.filename,
+                        storage.resolve(item.storage_path),
+                        item.sha256,
+                        job.model_name,
+                        job.model_version,
+                        followup.prediction,
+                        result.get("confidence"),
+                        per_image.get(item.position, {}).get("most_probable"),
+                        followup.outcome,
+                        followup.outcome_at.isoformat() if followup.outcome_at else "",
+                        followup.outcome_source,
+                    ]
+                )
+                rows += 1
+    finally:
+        if output:
+            handle.close()
+    if output:
+        click.echo(f"wrote {rows} image row(s) from {len(followups)} outcome(s) to {output}")
+
+
 def register_cli(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(users_cli)
+    app.cli.add_command(outcomes_cli)

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # The sequence model (face series -> improving vs deteriorating); empty version = newest.
     SEQUENCE_MODEL: str = "skin-trend-convlstm"
     SEQUENCE_MODEL_VERSION: str = ""
+    # The default classifier; a job may name another registered one (params.model).
+    CLASSIFICATION_MODEL: str = "hc18-trimester"
+    CLASSIFICATION_MODEL_VERSION: str = ""
+    # Below this top probability a classification is "uncertain", unless the model's manifest
+    # or the job's params give another threshold.
+    CLASSIFICATION_UNCERTAIN_BELOW: float = Field(default=0.6, ge=0, le=1)
 
     # Polling hint for clients, seconds.
     POLL_RETRY_AFTER: int = Field(default=1, gt=0)
@@ -88,6 +94,20 @@ class Settings(BaseSettings):
     EMAIL_REQUEST_LIMIT_PER_ADDRESS: str = "10 per hour"
     # Where the limiter counts; empty = REDIS_URL (shared by every web process).
     RATELIMIT_STORAGE_URL: str = ""
+
+    # Outcome follow-ups: asked this many days after a subject's due date, by a beat job that
+    # runs every FOLLOWUP_CHECK_SECONDS; the right/wrong links work for FOLLOWUP_LINK_TTL_DAYS.
+    FOLLOWUP_DELAY_DAYS: int = Field(default=7, ge=0)
+    FOLLOWUP_LINK_TTL_DAYS: int = Field(default=30, gt=0)
+    FOLLOWUP_CHECK_SECONDS: int = Field(default=86400, gt=0)
+    # A running job silent (no heartbeat) for TASK_TIME_LIMIT + this is presumed lost with its
+    # worker: re-queued, or failed once it has had STALE_MAX_ATTEMPTS attempts.
+    STALE_JOB_GRACE_SECONDS: int = Field(default=60, ge=0)
+    STALE_MAX_ATTEMPTS: int = Field(default=3, gt=0)
+    STALE_SWEEP_SECONDS: int = Field(default=300, gt=0)
+    # Artifacts of jobs that finished longer ago than this are removed (rows are kept, marked).
+    ARTIFACT_RETENTION_DAYS: int = Field(default=365, gt=0)
+    RETENTION_SWEEP_SECONDS: int = Field(default=86400, gt=0)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

@@ -38,6 +38,7 @@ def claim(job_id: uuid.UUID, worker: str) -> Job | None:
         attempts=Job.attempts + 1,
         worker=worker,
         started_at=utcnow(),
+        heartbeat_at=utcnow(),
         progress=0,
     )
     if not claimed:
@@ -55,7 +56,12 @@ def resume(job_id: uuid.UUID) -> Job | None:
 
 def report_progress(job_id: uuid.UUID, percent: int) -> None:
     """Record progress (0-99) of a running job; ignored once the job is no longer running."""
-    _guarded_update(job_id, (JobStatus.RUNNING.value,), progress=max(0, min(99, int(percent))))
+    _guarded_update(
+        job_id,
+        (JobStatus.RUNNING.value,),
+        progress=max(0, min(99, int(percent))),
+        heartbeat_at=utcnow(),
+    )
 
 
 def fail(job_id: uuid.UUID, code: str, message: str) -> bool:
@@ -115,6 +121,7 @@ def checkpoint(
         return False
     _store_output(job, output, storage)
     job.progress = progress
+    job.heartbeat_at = utcnow()
     db.session.commit()
     return True
 
@@ -151,6 +158,7 @@ def start_parent(parent_id: uuid.UUID, worker: str) -> None:
         attempts=1,
         worker=worker,
         started_at=utcnow(),
+        heartbeat_at=utcnow(),
     )
 
 
@@ -175,7 +183,7 @@ def advance_parent(parent_id: uuid.UUID) -> bool:
             sa.update(Job)
             .where(Job.id == parent_id, Job.status == JobStatus.RUNNING.value)
             .where(Job.progress < progress)
-            .values(progress=progress)
+            .values(progress=progress, heartbeat_at=utcnow())
             .execution_options(synchronize_session=False)
         )
         db.session.execute(statement)
@@ -194,7 +202,7 @@ def advance_parent(parent_id: uuid.UUID) -> bool:
             Job.progress < CHILDREN_DONE_PROGRESS,
             ~still_running,
         )
-        .values(progress=CHILDREN_DONE_PROGRESS)
+        .values(progress=CHILDREN_DONE_PROGRESS, heartbeat_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     handed_on = db.session.execute(statement).rowcount == 1

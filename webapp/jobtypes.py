@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -93,6 +94,22 @@ SEQUENCE_FACE_PARAMS = {"min_confidence", "min_face_size"}
 def _face_extraction_params(params: Mapping[str, Any]) -> dict[str, Any]:
     reject_unknown(params, FACE_EXTRACTION_PARAMS)
     return _face_params(params, FACE_EXTRACTION_PARAMS)
+
+
+_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def _classification_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    reject_unknown(params, {"model", "uncertain_below"})
+    resolved: dict[str, Any] = {}
+    if "model" in params:
+        name = params["model"]
+        if not isinstance(name, str) or not _MODEL_NAME.match(name):
+            raise invalid_params(f"'model' must be a registry model name, got {name!r}.")
+        resolved["model"] = name
+    if "uncertain_below" in params:
+        resolved["uncertain_below"] = _number_in(params, "uncertain_below", 0.0, 1.0)
+    return resolved
 
 
 def parse_taken_at(value: object) -> datetime:
@@ -251,6 +268,21 @@ JOB_TYPES: dict[str, JobType] = {
             check_file_count=_taken_at_matches_files,
             child_type="face_extraction",
             child_params=sequence_child_params,
+        ),
+        JobType(
+            name="classification",
+            task_name="scanqueue.classification",
+            description=(
+                "Classify one or more images of one subject with a registry classifier "
+                "(default CLASSIFICATION_MODEL, the HC18 trimester model; params.model names "
+                "another): class probabilities per image and their mean for the set, whose "
+                "most probable class is the prediction, or 'uncertain' when its probability is "
+                "below uncertain_below (the model card's, else 0.6)."
+            ),
+            min_files=1,
+            max_files=30,
+            image_formats=SCAN_FORMATS,
+            validate_params=_classification_params,
         ),
     )
 }

@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask, current_app
 
+from scheduler.schedule import beat_schedule
 from webapp.config import Settings
 from webapp.jobtypes import JOB_TYPES
 from webapp.records import Job
@@ -28,6 +29,7 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
             soft_time_limit=settings.TASK_SOFT_TIME_LIMIT,
             time_limit=settings.TASK_TIME_LIMIT,
             visibility_timeout=settings.BROKER_VISIBILITY_TIMEOUT,
+            beat_schedule=beat_schedule(settings),
         )
     )
     celery_app.set_default()

@@ -138,6 +138,11 @@ class Job(db.Model):
     subject_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("subjects.id", ondelete="SET NULL"), index=True
     )
+    # The last sign of life from the worker running it (claim, progress, stage hand-over); the
+    # stale-job sweep re-queues a running job that has been silent for too long.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # Set when the retention policy removed the job's artifact files.
+    artifacts_purged_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     owner: Mapped[User] = relationship(back_populates="jobs")
     subject: Mapped[Subject | None] = relationship(back_populates="jobs")
@@ -191,6 +196,8 @@ class Artifact(StoredFile, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(sa.String(128))
+    # The file was removed by the retention policy at this time; the row stays as the record.
+    purged_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     job: Mapped[Job] = relationship(back_populates="artifacts")
 
@@ -253,3 +260,44 @@ class OutboundEmail(db.Model):
     # A sender holds the row until then; another sender waits (no message goes out twice at once).
     claimed_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
+
+
+class Outcome(StrEnum):
+    """What the people told us about a prediction."""
+
+    RIGHT = "right"
+    WRONG = "wrong"
+
+
+_OUTCOME_VALUES = ", ".join(f"'{o.value}'" for o in Outcome)
+
+
+class FollowUp(db.Model):
+    """A subject's prediction awaiting its outcome: the request email, and the answer.
+
+    One per subject (unique): however many beat ticks, workers or retries look at a subject, the
+    database admits one follow-up, so the request is sent once.
+    """
+
+    __tablename__ = "followups"
+    __table_args__ = (
+        sa.CheckConstraint(f"outcome IS NULL OR outcome IN ({_OUTCOME_VALUES})", name="outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("subjects.id", ondelete="CASCADE"), unique=True
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
+    prediction: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    # The request email (None when the owner answered on the subject page before it was due).
+    email_id: Mapped[int | None] = mapped_column(sa.ForeignKey("outbound_emails.id"))
+    outcome: Mapped[str | None] = mapped_column(sa.String(8))
+    outcome_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # "email_link" or "subject_page".
+    outcome_source: Mapped[str | None] = mapped_column(sa.String(16))
+
+    subject: Mapped[Subject] = relationship()
+    job: Mapped[Job] = relationship()
+    email: Mapped[OutboundEmail | None] = relationship()

@@ -14,6 +14,8 @@ celery.conf.include = [
     "tasks.head_circumference",
     "tasks.face_extraction",
     "tasks.sequence_inference",
+    "tasks.classification",
     "tasks.mail",
+    "tasks.housekeeping",
 ]
 startup.register(flask_app)

@@ -9,8 +9,6 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from scheduler.schedule import BEAT_SCHEDULE
-
 GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
 QUEUES = (GPU_QUEUE, CPU_QUEUE)
@@ -23,8 +21,12 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "scanqueue.head_circumference.measure": {"queue": CPU_QUEUE},
     "scanqueue.face_extraction": {"queue": GPU_QUEUE},
     "scanqueue.sequence_inference.predict": {"queue": GPU_QUEUE},
+    "scanqueue.classification": {"queue": GPU_QUEUE},
     "scanqueue.send_email": {"queue": CPU_QUEUE},
     "scanqueue.outbox.sweep": {"queue": CPU_QUEUE},
+    "scanqueue.followups.request_due": {"queue": CPU_QUEUE},
+    "scanqueue.jobs.sweep_stale": {"queue": CPU_QUEUE},
+    "scanqueue.artifacts.purge_old": {"queue": CPU_QUEUE},
 }
 
 
@@ -34,6 +36,7 @@ def build_celery_config(
     soft_time_limit: int,
     time_limit: int,
     visibility_timeout: int,
+    beat_schedule: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The Celery settings for one deployment."""
     return {
@@ -76,5 +79,5 @@ def build_celery_config(
         "task_send_sent_event": True,
         "worker_send_task_events": True,
         "worker_hijack_root_logger": False,
-        "beat_schedule": BEAT_SCHEDULE,
+        "beat_schedule": beat_schedule or {},
     }

@@ -35,14 +35,23 @@ def pin_gpu() -> None:
 
 
 def warm_up_models(flask_app: Flask) -> None:
-    """Load and warm the gpu models now (face detector, segmentation, sequence), so the first
-    job does not pay for them."""
+    """Load and warm the gpu models now (face detector, segmentation, sequence, classifier), so
+    the first job does not pay for them."""
     from models.face_detector import face_detector
-    from models.serving import RegistryError, segmentation_model, sequence_model
+    from models.serving import (
+        RegistryError,
+        classification_model,
+        segmentation_model,
+        sequence_model,
+    )
 
     settings = flask_app.extensions[SETTINGS_KEY]
     face_detector()
-    for kind, load in (("segmentation", segmentation_model), ("sequence", sequence_model)):
+    for kind, load in (
+        ("segmentation", segmentation_model),
+        ("sequence", sequence_model),
+        ("classification", classification_model),
+    ):
         try:
             load(settings)
         except RegistryError as exc:

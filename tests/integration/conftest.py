@@ -20,6 +20,7 @@ from tests.conftest import build_app, free_port, fresh_postgres_database
 from tests.model_builders import (
     BINARY_CLASSES,
     bright_pixel_model,
+    write_classifier,
     write_registry_model,
     write_sequence_model,
 )
@@ -31,6 +32,7 @@ JOB_TIMEOUT = 90
 STACK_SMTP_PORT = free_port()
 TEST_MODEL = "tiny-bright"
 TEST_SEQUENCE_MODEL = "tiny-trend"
+TEST_CLASSIFIER = "tiny-classifier"
 
 
 @dataclass
@@ -80,12 +82,14 @@ def worker_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> It
         base / "registry", TEST_MODEL, "1.0.0", bright_pixel_model(), BINARY_CLASSES
     )
     write_sequence_model(base / "registry", TEST_SEQUENCE_MODEL)
+    write_classifier(base / "registry", TEST_CLASSIFIER)
     with running_stack(
         base,
         redis_url,
         MODEL_DIR=str(base / "registry"),
         SEGMENTATION_MODEL=TEST_MODEL,
         SEQUENCE_MODEL=TEST_SEQUENCE_MODEL,
+        CLASSIFICATION_MODEL=TEST_CLASSIFIER,
     ) as stack:
         yield stack
 

@@ -76,6 +76,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
                 "size": artifact.size,
                 "sha256": artifact.sha256,
                 "url": url_for("api.get_artifact", job_id=job.id, name=artifact.name),
+                "purged_at": _iso(artifact.purged_at),
             }
             for artifact in job.artifacts
         ],
@@ -386,6 +387,12 @@ def get_artifact(job_id: uuid.UUID, name: str) -> Response:
     artifact = db.session.scalar(db.select(Artifact).filter_by(job_id=job.id, name=name))
     if artifact is None:
         raise ApiError(404, "artifact_not_found", f"Job {job.id} has no artifact {name!r}.")
+    if artifact.purged_at is not None:
+        raise ApiError(
+            410,
+            "artifact_gone",
+            f"Artifact {name!r} was removed by the retention policy on {_iso(artifact.purged_at)}.",
+        )
     path = media_storage().resolve(artifact.storage_path)
     if not path.is_file():
         raise ApiError(410, "artifact_gone", f"Artifact {name!r} is no longer stored.")

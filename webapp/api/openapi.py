@@ -73,6 +73,11 @@ SCHEMAS: dict[str, Any] = {
             "size": {"type": "integer"},
             "sha256": {"type": "string"},
             "url": {"type": "string"},
+            "purged_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "When the retention policy removed the file (then 410).",
+            },
         },
     },
     "Input": {
@@ -100,7 +105,9 @@ SCHEMAS: dict[str, Any] = {
                 "face_extraction: photos[] (position, face_found, faces[] with box, confidence, "
                 "landmarks, crop), photos_without_faces; for sequence_inference: p_improving, "
                 "outcome (improving, deteriorating, or undetermined below two usable photos), "
-                "flags, frames[] in time order, frames_used, frames_masked.",
+                "flags, frames[] in time order, frames_used, frames_masked; for classification: "
+                "prediction (a class, or 'uncertain'), most_probable, confidence, "
+                "uncertain_below, probabilities (the mean), images[] with their own.",
             },
             "error": {
                 "type": ["object", "null"],

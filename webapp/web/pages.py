@@ -6,15 +6,23 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
+from webapp.account_links import LinkError
 from webapp.api.jobs import job_to_json
 from webapp.extensions import db
+from webapp.followups import (
+    OutcomeSource,
+    answer_on_subject_page,
+    latest_prediction,
+    read_outcome_token,
+    record_outcome,
+)
 from webapp.forms import ConfirmForm, SubjectForm
 from webapp.jobtypes import JOB_TYPES
-from webapp.records import Job, Subject, utcnow
+from webapp.records import FollowUp, Job, Outcome, Subject, utcnow
 
 bp = Blueprint("pages", __name__)
 
@@ -101,7 +109,58 @@ def subject(subject_id: int) -> str:
     """A subject's uploads, jobs and results."""
     found = owned_subject(subject_id)
     jobs = [job for job in found.jobs if job.parent_id is None]
-    return render_template("subject.html", subject=found, jobs=jobs, delete_form=ConfirmForm())
+    return render_template(
+        "subject.html",
+        subject=found,
+        jobs=jobs,
+        delete_form=ConfirmForm(),
+        prediction=latest_prediction(found.id),
+        followup=db.session.scalar(db.select(FollowUp).filter_by(subject_id=found.id)),
+    )
+
+
+@bp.post("/subjects/<int:subject_id>/outcome")
+@login_required
+def subject_outcome(subject_id: int) -> Response:
+    """The owner records whether the prediction was right."""
+    found = owned_subject(subject_id)
+    if not ConfirmForm().validate_on_submit() or request.form.get("outcome") not in set(Outcome):
+        abort(400)
+    followup = answer_on_subject_page(found, Outcome(request.form["outcome"]))
+    if followup is None:
+        flash("There is no prediction for this subject yet.", "error")
+    else:
+        flash(f"Recorded: the prediction was {followup.outcome}.", "info")
+    return redirect(url_for("pages.subject", subject_id=found.id))
+
+
+@bp.route("/outcome/<token>", methods=["GET", "POST"])
+def outcome(token: str) -> str | tuple[str, int]:
+    """The link in a follow-up email; the signed token is the authority, no sign-in needed.
+
+    The page asks for one click (a POST) before recording: mail scanners open links, and must
+    not answer for the person.
+    """
+    try:
+        followup, answer = read_outcome_token(token)
+    except LinkError as error:
+        reason = "has expired" if error.expired else "is not valid"
+        return (
+            render_template(
+                "message.html",
+                title="Link not usable",
+                message=f"This link {reason}. Nothing was recorded.",
+            ),
+            400,
+        )
+    form = ConfirmForm()
+    recorded_now = False
+    if request.method == "POST" and form.validate_on_submit() and followup.outcome is None:
+        recorded_now = record_outcome(followup.id, answer, OutcomeSource.EMAIL_LINK)
+        db.session.refresh(followup)
+    return render_template(
+        "outcome.html", followup=followup, answer=answer, form=form, recorded_now=recorded_now
+    )
 
 
 @bp.get("/upload")

@@ -1,0 +1,41 @@
+"""Task: classify a set of images of one subject with a registry classifier (queue ``gpu``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Task, shared_task
+
+from models.serving import RegistryError, process_models
+from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
+from pipelines.classification import classify_images
+from tasks.runner import run_job
+from webapp.settings_access import current_settings
+
+
+def classify_with_model(
+    inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
+) -> PipelineOutput:
+    """Load the chosen classifier (params.model, else CLASSIFICATION_MODEL) and run it."""
+    settings = current_settings()
+    name = params.get("model") or settings.CLASSIFICATION_MODEL
+    version = "" if params.get("model") else settings.CLASSIFICATION_MODEL_VERSION
+    try:
+        loaded = process_models.get(settings.MODEL_DIR, name, version)
+    except RegistryError as exc:
+        raise PipelineError("model_unavailable", str(exc)) from None
+    threshold = params.get("uncertain_below")
+    if threshold is None:
+        threshold = loaded.manifest.uncertain_below
+    if threshold is None:
+        threshold = settings.CLASSIFICATION_UNCERTAIN_BELOW
+    return classify_images(
+        inputs, loaded.model, loaded.manifest, float(threshold), progress, loaded.identity
+    )
+
+
+@shared_task(name="scanqueue.classification", bind=True)
+def classify(self: Task, job_id: str) -> str:
+    """Classify the job's images and record the per-image and aggregate probabilities."""
+    return run_job(self, job_id, classify_with_model)

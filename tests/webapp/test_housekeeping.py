@@ -1,0 +1,127 @@
+"""The stale-job sweep and artifact retention, with controlled time."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+
+import tasks.perimeter  # noqa: F401  (registers the task with the app's Celery)
+from tests.builders import bearer, face_photo, make_user, submit_job
+from webapp import job_state
+from webapp.extensions import db
+from webapp.housekeeping import WORKER_LOST, purge_old_artifacts, sweep_stale_jobs
+from webapp.records import Artifact, Job, utcnow
+from webapp.settings_access import current_settings
+
+
+class Sent:
+    """Records what the sweep would publish."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def __call__(self, name: str, args: list[str]) -> None:
+        self.calls.append((name, args))
+
+
+def queued_job(client: FlaskClient, job_type: str = "perimeter") -> uuid.UUID:
+    headers = bearer(client, make_user().email)
+    if job_type == "sequence_inference":
+        files = [(face_photo(), "a.jpg"), (face_photo(), "b.jpg")]
+        body = submit_job(client, headers, files, {}, job_type).get_json()
+    else:
+        body = submit_job(client, headers).get_json()
+    return uuid.UUID(body["id"])
+
+
+def row(job_id: uuid.UUID) -> Job:
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
+def later() -> timedelta:
+    settings = current_settings()
+    return timedelta(seconds=settings.TASK_TIME_LIMIT + settings.STALE_JOB_GRACE_SECONDS + 1)
+
+
+def test_a_silent_running_job_is_requeued_then_failed_after_max_attempts(
+    client: FlaskClient,
+) -> None:
+    job_id = queued_job(client)
+    job_state.claim(job_id, "dead-worker@host")  # the worker died right after claiming
+    sent = Sent()
+
+    assert sweep_stale_jobs(utcnow() + timedelta(seconds=30), sent).requeued == []  # not yet
+    swept = sweep_stale_jobs(utcnow() + later(), sent)
+    assert swept.requeued == [job_id] and row(job_id).status == "queued"
+    assert sent.calls == [("scanqueue.perimeter", [str(job_id)])]
+
+    # Attempts 2 .. max-1 die the same way and are re-queued; the last one is failed.
+    for _ in range(current_settings().STALE_MAX_ATTEMPTS - 2):
+        job_state.claim(job_id, "dead-worker@host")
+        assert sweep_stale_jobs(utcnow() + later(), sent).requeued == [job_id]
+    job_state.claim(job_id, "dead-worker@host")
+    swept = sweep_stale_jobs(utcnow() + later(), sent)
+    assert swept.failed == [job_id]
+    failed = row(job_id)
+    assert failed.status == "failed" and failed.error_code == WORKER_LOST
+    assert str(current_settings().STALE_MAX_ATTEMPTS) in failed.error_message
+
+
+def test_a_job_with_a_fresh_heartbeat_is_left_alone(client: FlaskClient) -> None:
+    job_id = queued_job(client)
+    job_state.claim(job_id, "w@host")
+    clock = utcnow() + later()
+    db.session.execute(sa.update(Job).where(Job.id == job_id).values(heartbeat_at=clock))
+    db.session.commit()
+    assert sweep_stale_jobs(clock + timedelta(seconds=5), Sent()).requeued == []
+    assert row(job_id).status == "running"
+
+
+def test_a_sequence_waiting_for_its_photos_is_not_swept_but_a_stuck_last_stage_is(
+    client: FlaskClient,
+) -> None:
+    parent = queued_job(client, "sequence_inference")
+    job_state.start_parent(parent, "w@host")
+    sent = Sent()
+    assert sweep_stale_jobs(utcnow() + later(), sent).requeued == []  # children still queued
+    children = [child.id for child in row(parent).children]
+    db.session.execute(sa.update(Job).where(Job.id.in_(children)).values(status="succeeded"))
+    db.session.commit()
+    assert sweep_stale_jobs(utcnow() + later(), sent).requeued == [parent]
+    assert sent.calls == [("scanqueue.sequence_inference.predict", [str(parent)])]
+    assert row(parent).status == "running"  # its last stage resumes a running job
+
+
+def test_retention_removes_old_artifact_files_and_marks_the_rows(
+    client: FlaskClient, media_root: Path
+) -> None:
+    headers = bearer(client, make_user().email)
+    old, recent = (submit_job(client, headers).get_json()["id"] for _ in range(2))
+    task = client.application.extensions["celery"].tasks["scanqueue.perimeter"]
+    for job_id in (old, recent):
+        assert task.apply(args=[job_id]).get() == "succeeded"
+    days = current_settings().ARTIFACT_RETENTION_DAYS
+    long_ago = utcnow() - timedelta(days=days + 1)
+    db.session.execute(sa.update(Job).where(Job.id == uuid.UUID(old)).values(finished_at=long_ago))
+    db.session.commit()
+    [old_artifact] = db.session.scalars(sa.select(Artifact).filter_by(job_id=uuid.UUID(old)))
+    old_file = media_root / old_artifact.storage_path
+
+    assert purge_old_artifacts() == 1
+    assert purge_old_artifacts() == 0  # already done
+
+    assert not old_file.exists()
+    db.session.expire_all()
+    assert db.session.get(Artifact, old_artifact.id).purged_at is not None
+    assert row(uuid.UUID(old)).artifacts_purged_at is not None
+    body = client.get(f"/api/v1/jobs/{old}", headers=headers).get_json()
+    assert body["artifacts"][0]["purged_at"] is not None
+    gone = client.get(body["artifacts"][0]["url"], headers=headers)
+    assert gone.status_code == 410 and "retention" in gone.get_json()["error"]["message"]
+    kept = client.get(f"/api/v1/jobs/{recent}", headers=headers).get_json()["artifacts"][0]
+    assert client.get(kept["url"], headers=headers).status_code == 200

@@ -1,0 +1,127 @@
+"""Periodic upkeep of jobs: re-queue or fail jobs whose worker went silent; remove old artifacts."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import aliased
+
+from webapp.extensions import db
+from webapp.jobtypes import JOB_TYPES
+from webapp.records import Job, JobStatus, utcnow
+from webapp.settings_access import current_settings
+from webapp.storage import MediaStorage
+
+log = logging.getLogger(__name__)
+
+WORKER_LOST = "worker_lost"
+
+
+@dataclass(frozen=True)
+class StaleSweep:
+    """What one sweep did: jobs queued again, and jobs failed for good."""
+
+    requeued: list[uuid.UUID]
+    failed: list[uuid.UUID]
+
+
+def _silent_running_jobs(now: datetime) -> list[Job]:
+    settings = current_settings()
+    cutoff = now - timedelta(seconds=settings.TASK_TIME_LIMIT + settings.STALE_JOB_GRACE_SECONDS)
+    child = aliased(Job)
+    waiting_for_children = (
+        sa.select(child.id)
+        .where(
+            child.parent_id == Job.id,
+            child.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+        )
+        .exists()
+    )
+    last_sign = sa.func.coalesce(Job.heartbeat_at, Job.started_at, Job.created_at)
+    # A fan-out job waits for its children; each of them is watched on its own.
+    return list(
+        db.session.scalars(
+            sa.select(Job).where(
+                Job.status == JobStatus.RUNNING.value, last_sign < cutoff, ~waiting_for_children
+            )
+        )
+    )
+
+
+def sweep_stale_jobs(
+    now: datetime | None = None, send_task: Callable[..., object] | None = None
+) -> StaleSweep:
+    """Re-queue running jobs that have been silent past their time limit (their worker died),
+    or fail them with ``worker_lost`` once they have had STALE_MAX_ATTEMPTS attempts."""
+    from webapp.queueing import current_celery
+
+    now = now or utcnow()
+    send = send_task or current_celery().send_task
+    settings = current_settings()
+    requeued, failed = [], []
+    for job in _silent_running_jobs(now):
+        if job.attempts >= settings.STALE_MAX_ATTEMPTS:
+            changed = _update_if_silent(
+                job,
+                status=JobStatus.FAILED.value,
+                error_code=WORKER_LOST,
+                error_message=(
+                    f"The worker running this job stopped responding; gave up after "
+                    f"{job.attempts} attempt(s)."
+                ),
+                finished_at=now,
+            )
+            if changed:
+                failed.append(job.id)
+            continue
+        # A fan-out job's own stage resumes a running job; any other job starts over (its tasks
+        # are idempotent) from its first stage, which claims a queued job.
+        fan_out = bool(job.children)
+        values = {"heartbeat_at": now} if fan_out else {"status": JobStatus.QUEUED.value}
+        if _update_if_silent(job, **values):
+            send(JOB_TYPES[job.type].task_name, args=[str(job.id)])
+            requeued.append(job.id)
+    if requeued or failed:
+        log.warning("stale jobs: re-queued %s, failed %s", requeued, failed)
+    return StaleSweep(requeued, failed)
+
+
+def _update_if_silent(job: Job, **values: object) -> bool:
+    """Apply the values only if the job is still running with the heartbeat the sweep saw (no
+    race with a worker that woke up, or with a second sweep)."""
+    seen = job.heartbeat_at
+    statement = (
+        sa.update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.RUNNING.value)
+        .where(Job.heartbeat_at.is_(None) if seen is None else Job.heartbeat_at == seen)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    changed = db.session.execute(statement).rowcount == 1
+    db.session.commit()
+    return changed
+
+
+def purge_old_artifacts(now: datetime | None = None) -> int:
+    """Remove the artifact files of jobs finished more than ARTIFACT_RETENTION_DAYS ago; the
+    rows stay, marked ``purged_at``. Returns how many jobs were purged."""
+    now = now or utcnow()
+    settings = current_settings()
+    cutoff = now - timedelta(days=settings.ARTIFACT_RETENTION_DAYS)
+    storage = MediaStorage(settings.MEDIA_ROOT)
+    jobs = db.session.scalars(
+        sa.select(Job).where(Job.finished_at < cutoff, Job.artifacts_purged_at.is_(None))
+    ).all()
+    for job in jobs:
+        for artifact in job.artifacts:
+            if artifact.purged_at is None:
+                storage.resolve(artifact.storage_path).unlink(missing_ok=True)
+                artifact.purged_at = now
+        job.artifacts_purged_at = now
+        db.session.commit()
+    return len(jobs)
