@@ -54,3 +54,24 @@ def test_released_sequence_model_runs_a_photo_series_through_the_chain(
         assert job["model"]["name"] == "skin-trend-convlstm"
         assert 0.0 <= job["result"]["p_improving"] <= 1.0
         assert job["result"]["frames_used"] == [0, 2]
+
+
+@needs_hc18
+def test_released_classifier_predicts_a_trimester_through_the_worker(
+    released_model_stack: WorkerStack,
+) -> None:
+    images = hc18_images()
+    stack = released_model_stack
+    with stack.app.app_context():
+        client = stack.app.test_client()
+        headers = bearer(client, make_user().email)
+        files = [(images[name].image_path.read_bytes(), name) for name in IMAGES]
+        response = submit_job(client, headers, files, {}, job_type="classification")
+        assert response.status_code == 202
+        job = wait_for_final(client, headers, response.headers["Location"])
+        assert job["status"] == "succeeded", (job, stack.log())
+        assert job["model"]["name"] == "hc18-trimester"
+        result = job["result"]
+        assert result["prediction"] in {"first", "second", "third", "uncertain"}
+        assert len(result["images"]) == len(IMAGES)
+        assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
