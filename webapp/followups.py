@@ -110,6 +110,14 @@ def read_outcome_token(token: str) -> tuple[FollowUp, Outcome]:
     return followup, outcome
 
 
+def _new_followup(subject_id: int, prediction: Job) -> FollowUp:
+    return FollowUp(
+        subject_id=subject_id,
+        job_id=prediction.id,
+        prediction=(prediction.result or {}).get("prediction", "unknown"),
+    )
+
+
 def _request_body(subject: Subject, prediction: Job, right: str, wrong: str) -> str:
     result = prediction.result or {}
     confidence = result.get("confidence")
@@ -136,11 +144,7 @@ def request_followup(subject_id: int) -> FollowUp | None:
     prediction = latest_prediction(subject_id) if subject is not None else None
     if subject is None or subject.deleted_at is not None or prediction is None:
         return None
-    followup = FollowUp(
-        subject_id=subject.id,
-        job_id=prediction.id,
-        prediction=(prediction.result or {}).get("prediction", "unknown"),
-    )
+    followup = _new_followup(subject.id, prediction)
     try:
         db.session.add(followup)
         db.session.flush()  # the unique subject_id is checked here: the race is decided
@@ -204,11 +208,7 @@ def answer_on_subject_page(subject: Subject, outcome: Outcome) -> FollowUp | Non
         prediction = latest_prediction(subject.id)
         if prediction is None:
             return None
-        followup = FollowUp(
-            subject_id=subject.id,
-            job_id=prediction.id,
-            prediction=(prediction.result or {}).get("prediction", "unknown"),
-        )
+        followup = _new_followup(subject.id, prediction)
         try:
             db.session.add(followup)
             db.session.commit()

@@ -26,6 +26,7 @@ from webapp.personal_tokens import create_token, revoke_token
 from webapp.rate_limits import email_requests_per_address, signin_per_account, signin_per_address
 from webapp.records import ApiToken, User, utcnow
 from webapp.settings_access import current_settings
+from webapp.web.messages import unusable_link
 
 bp = Blueprint("accounts", __name__, url_prefix="/account")
 
@@ -97,27 +98,13 @@ def signout() -> Response:
     return redirect(url_for("accounts.signin"))
 
 
-def _link_failure(error: LinkError, again_endpoint: str, what: str) -> tuple[str, int]:
-    reason = "has expired" if error.expired else "is not valid (it may be incomplete or used)"
-    return (
-        render_template(
-            "message.html",
-            title="Link not usable",
-            message=f"This {what} link {reason}. Nothing was changed.",
-            action_url=url_for(again_endpoint),
-            action_text="Send a new link",
-        ),
-        400,
-    )
-
-
 @bp.get("/confirm/<token>")
 def confirm(token: str) -> str | Response | tuple[str, int]:
     """Mark the address confirmed."""
     try:
         user = read_link_token(LinkPurpose.CONFIRM_EMAIL, token)
     except LinkError as error:
-        return _link_failure(error, "accounts.resend_confirmation", "confirmation")
+        return unusable_link(error, "confirmation", "changed", "accounts.resend_confirmation")
     if user.email_confirmed_at is None:
         user.email_confirmed_at = utcnow()
         db.session.commit()
@@ -163,7 +150,7 @@ def reset_password(token: str) -> str | Response | tuple[str, int]:
     try:
         user = read_link_token(LinkPurpose.RESET_PASSWORD, token)
     except LinkError as error:
-        return _link_failure(error, "accounts.forgot_password", "password reset")
+        return unusable_link(error, "password reset", "changed", "accounts.forgot_password")
     form = ResetPasswordForm()
     if form.validate_on_submit():
         user.set_password(form.password.data or "")

@@ -23,6 +23,7 @@ from webapp.followups import (
 from webapp.forms import ConfirmForm, SubjectForm
 from webapp.jobtypes import JOB_TYPES
 from webapp.records import FollowUp, Job, Outcome, Subject, utcnow
+from webapp.web.messages import unusable_link
 
 bp = Blueprint("pages", __name__)
 
@@ -144,15 +145,7 @@ def outcome(token: str) -> str | tuple[str, int]:
     try:
         followup, answer = read_outcome_token(token)
     except LinkError as error:
-        reason = "has expired" if error.expired else "is not valid"
-        return (
-            render_template(
-                "message.html",
-                title="Link not usable",
-                message=f"This link {reason}. Nothing was recorded.",
-            ),
-            400,
-        )
+        return unusable_link(error, "follow-up", "recorded")
     form = ConfirmForm()
     recorded_now = False
     if request.method == "POST" and form.validate_on_submit() and followup.outcome is None:
