@@ -3,21 +3,29 @@ a live one."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.builders import encode, submit_job
+from tests.builders import ellipse_mask_png, encode, submit_job
 from tests.conftest import build_app
 from tests.integration.conftest import TEST_CLASSIFIER, WorkerStack, wait_for_final
 from webapp import job_state
 from webapp.housekeeping import sweep_stale_jobs
 from webapp.records import utcnow
 from webapp.settings_access import current_settings
+from workers.launch import start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +83,56 @@ def test_the_sweep_requeues_a_dead_workers_job_and_a_live_worker_finishes_it(
     assert done["status"] == "succeeded", (done, worker_stack.log())
     assert done["attempts"] == 2
     assert done["result"]["circumference_mm"] > 0
+
+
+def kill_worker(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a worker and its pool processes at once, as the OOM killer or a lost host would."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    for pid in [*map(int, children), process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def test_a_job_whose_worker_is_killed_is_requeued_by_the_sweep_and_finished_elsewhere(
+    stack_client: Client, worker_stack: WorkerStack, redis_url: str, tmp_path: Path
+) -> None:
+    client, headers = stack_client
+    app = worker_stack.app
+    doomed_redis = redis_url.rsplit("/", 1)[0] + "/11"
+    redis.Redis.from_url(doomed_redis).flushdb()
+    settings = current_settings()
+    shared = {
+        "SCANQUEUE_ENV": "testing",
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "REDIS_URL": doomed_redis,
+    }
+    doomed = start_worker(
+        {**os.environ, **shared}, tmp_path / "doomed.log", queues="cpu", concurrency=1
+    )
+    try:
+        doomed_app = build_app(shared["DATABASE_URL"], doomed_redis, settings.MEDIA_ROOT)
+        # A 6000x6000 mask: a few seconds of work, time enough to kill the worker mid-job.
+        big = ellipse_mask_png(width=6000, height=6000, center=(3000, 3000), semi_axes=(2500, 1800))
+        with doomed_app.app_context():
+            response = submit_job(doomed_app.test_client(), headers, [(big, "big.png")])
+            job_id = uuid.UUID(response.get_json()["id"])
+        deadline = time.monotonic() + 30
+        while (
+            client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()["status"] != "running"
+        ):
+            assert time.monotonic() < deadline, "the doomed worker never started the job"
+            time.sleep(0.05)
+    finally:
+        kill_worker(doomed)
+    time.sleep(1)
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()["status"] == "running"
+
+    silent = timedelta(seconds=settings.TASK_TIME_LIMIT + settings.STALE_JOB_GRACE_SECONDS + 1)
+    swept = sweep_stale_jobs(utcnow() + silent)  # publishes to the live worker's broker
+
+    assert swept.requeued == [job_id]
+    done = wait_for_final(client, headers, f"/api/v1/jobs/{job_id}")
+    assert done["status"] == "succeeded", (done, worker_stack.log())
+    assert done["attempts"] == 2
