@@ -33,7 +33,8 @@ import redis
 from flask_migrate import upgrade
 
 from models.hc18 import list_images
-from models.serving import segmentation_model
+from models.serving import classification_model, segmentation_model
+from pipelines.classification import classify_images
 from pipelines.head_circumference import measure_head
 from pipelines.perimeter import perimeter_pipeline
 from pipelines.segmentation import segmentation_pipeline
@@ -248,9 +249,17 @@ def main() -> None:
             image, mask_path, params, boundary_offset_px=loaded.manifest.boundary_offset_px
         )
 
+    classifier = classification_model(settings)
+
+    def classification(image: Path) -> object:
+        return classify_images(
+            [image], classifier.model, classifier.manifest, 0.6, lambda _percent: None
+        )
+
     in_process = {
         "perimeter": time_each(masks, perimeter),
         "head_circumference": time_each(images, head_circumference),
+        "classification": time_each(images, classification),
     }
     photos = face_photos(scratch, max(SERIES_LENGTHS))
     face_in_process, sequence_model_name = face_timings(photos, args.series)
@@ -288,6 +297,7 @@ def main() -> None:
                     "head_circumference", i, {"pixel_spacing_mm": spacing[i.name]}
                 ),
             ),
+            "classification": time_each(images, lambda i: client.run_job("classification", i, {})),
         }
         face_end_to_end = {
             "face_extraction: 1 photo, HTTP API -> worker -> succeeded": time_each(
@@ -311,12 +321,13 @@ def main() -> None:
         f"\nScanQueue benchmark: {len(images)} HC18 images/masks (800x540), {len(photos)} "
         f"portrait photos (640x640), {args.series} series per length; {os.cpu_count()} CPUs, "
         f"no GPU, Python {platform.python_version()}; models {loaded.manifest.name} "
-        f"{loaded.manifest.version}, {sequence_model_name}, mtcnn; gunicorn 1 process + 1 "
+        f"{loaded.manifest.version}, {sequence_model_name}, {classifier.manifest.name} "
+        f"{classifier.manifest.version}, mtcnn; gunicorn 1 process + 1 "
         f"worker process (both queues), SQLite + Redis; client polls every "
         f"{POLL_SECONDS * 1000:.0f} ms\n"
     )
     rows: list[tuple[str, float, float]] = []
-    for job_type in ("perimeter", "head_circumference"):
+    for job_type in ("perimeter", "head_circumference", "classification"):
         p50_in, p95_in = percentiles(in_process[job_type])
         p50_e2e, p95_e2e = percentiles(end_to_end[job_type])
         rows += [
