@@ -6,7 +6,6 @@ python -m models.train hc18-unet --data ../shared/datasets/hc18 --out /tmp/hc18-
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import keras
 import numpy as np
 
 from models.hc18 import list_images, load_training_arrays, split_by_subject, write_split
+from models.training_log import write_training_log
 from models.unet import build_unet
 
 SEED = 18
@@ -101,20 +101,20 @@ def train_hc18_unet(args: argparse.Namespace) -> None:
     )
     seconds = time.perf_counter() - started
     best = int(np.argmax(history.history["val_dice_coefficient"]))
-    summary = {
-        "model": args.model_name,
-        "command": args.command_line,
-        "epochs": args.epochs,
-        "best_epoch": best + 1,
-        "input_height": height,
-        "input_width": width,
-        "base_filters": args.base_filters,
-        "depth": args.depth,
-        "parameters": model.count_params(),
-        "wall_time_s": round(seconds),
-        "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.history.items()},
-    }
-    (args.out / "training.json").write_text(json.dumps(summary, indent=1))
+    write_training_log(
+        args.out,
+        history.history,
+        model=args.model_name,
+        command=args.command_line,
+        epochs=args.epochs,
+        best_epoch=best + 1,
+        input_height=height,
+        input_width=width,
+        base_filters=args.base_filters,
+        depth=args.depth,
+        parameters=model.count_params(),
+        wall_time_s=round(seconds),
+    )
     print(f"best epoch {best + 1}; wall time {seconds:.0f} s; weights {weights}")
 
 

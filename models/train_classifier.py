@@ -25,6 +25,7 @@ from PIL import Image
 from models.classifier_net import build_classifier
 from models.hc18 import Hc18Image, list_images, load_gray, resize, split_by_subject
 from models.model_registry import save_release
+from models.training_log import write_training_log
 from models.trimester import TRIMESTERS, trimester_index
 
 MODEL_NAME = "hc18-trimester"
@@ -154,17 +155,17 @@ def main() -> None:
     seconds = time.perf_counter() - started
     best = keras.saving.load_model(checkpoint, compile=False)
     metrics = evaluate(best, x_val, y_val)
-    summary = {
-        "command": command,
-        "wall_time_s": round(seconds),
-        "best_epoch": int(np.argmin(history.history["val_loss"])) + 1,
-        "parameters": best.count_params(),
-        "train_counts": counts.tolist(),
-        "class_weights": weights,
-        "validation": metrics,
-        "history": {k: [round(float(v), 4) for v in vs] for k, vs in history.history.items()},
-    }
-    (args.out / "training.json").write_text(json.dumps(summary, indent=1))
+    write_training_log(
+        args.out,
+        history.history,
+        command=command,
+        wall_time_s=round(seconds),
+        best_epoch=int(np.argmin(history.history["val_loss"])) + 1,
+        parameters=best.count_params(),
+        train_counts=counts.tolist(),
+        class_weights=weights,
+        validation=metrics,
+    )
     print(json.dumps(metrics, indent=1))
     if args.release:
         save_release(

@@ -22,6 +22,7 @@ import numpy as np
 from models.model_registry import save_release
 from models.sequence_net import FRAMES_INPUT, MASK_INPUT, build_sequence_model
 from models.skin_sequences import FRAME_SIZE, MAX_FRAMES, SequenceBatch, base_faces, make_sequences
+from models.training_log import write_training_log
 
 MODEL_NAME = "skin-trend-convlstm"
 SEED = 30
@@ -137,15 +138,15 @@ def main() -> None:
     seconds = time.perf_counter() - started
     best = keras.saving.load_model(checkpoint, compile=False)
     metrics = evaluate(best, test)
-    summary = {
-        "command": command,
-        "wall_time_s": round(seconds),
-        "best_epoch": int(np.argmax(history.history["val_auc"])) + 1,
-        "parameters": best.count_params(),
-        "history": {k: [round(float(v), 4) for v in vs] for k, vs in history.history.items()},
+    write_training_log(
+        args.out,
+        history.history,
+        command=command,
+        wall_time_s=round(seconds),
+        best_epoch=int(np.argmax(history.history["val_auc"])) + 1,
+        parameters=best.count_params(),
         **metrics,
-    }
-    (args.out / "training.json").write_text(json.dumps(summary, indent=1))
+    )
     print(json.dumps(metrics, indent=1))
     if args.release:
         save_release(
