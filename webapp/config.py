@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     STALE_JOB_GRACE_SECONDS: int = Field(default=60, ge=0)
     STALE_MAX_ATTEMPTS: int = Field(default=3, gt=0)
     STALE_SWEEP_SECONDS: int = Field(default=300, gt=0)
+    # The same sweep publishes again a job still queued after this long whose message the broker
+    # no longer holds (a Redis restarted without its data). Younger jobs are not looked at.
+    LOST_MESSAGE_AFTER_SECONDS: int = Field(default=600, gt=0)
     # Artifacts of jobs that finished longer ago than this are removed (rows are kept, marked).
     ARTIFACT_RETENTION_DAYS: int = Field(default=365, gt=0)
     RETENTION_SWEEP_SECONDS: int = Field(default=86400, gt=0)

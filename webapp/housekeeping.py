@@ -1,21 +1,24 @@
-"""Periodic upkeep of jobs: re-queue or fail jobs whose worker went silent; remove old artifacts."""
+"""Periodic upkeep of jobs: re-queue or fail jobs whose worker went silent, publish again jobs
+whose broker message was lost, remove old artifacts."""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
+from webapp.broker_messages import held_task_ids
 from webapp.extensions import db
-from webapp.jobtypes import JOB_TYPES
 from webapp.records import Job, JobStatus, utcnow
 from webapp.settings_access import current_settings
 from webapp.storage import MediaStorage
+from workers.config import QUEUES
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ def sweep_stale_jobs(
 ) -> StaleSweep:
     """Re-queue running jobs that have been silent past their time limit (their worker died),
     or fail them with ``worker_lost`` once they have had STALE_MAX_ATTEMPTS attempts."""
-    from webapp.queueing import current_celery
+    from webapp.queueing import current_celery, publish_job
 
     now = now or utcnow()
     send = send_task or current_celery().send_task
@@ -84,11 +87,60 @@ def sweep_stale_jobs(
         fan_out = bool(job.children)
         values = {"heartbeat_at": now} if fan_out else {"status": JobStatus.QUEUED.value}
         if _update_if_silent(job, **values):
-            send(JOB_TYPES[job.type].task_name, args=[str(job.id)])
+            publish_job(job, send)
             requeued.append(job.id)
     if requeued or failed:
         log.warning("stale jobs: re-queued %s, failed %s", requeued, failed)
     return StaleSweep(requeued, failed)
+
+
+def _queued_job_ids(
+    among: Iterable[uuid.UUID] | None = None, created_before: datetime | None = None
+) -> set[uuid.UUID]:
+    """Ids of the queued jobs that publish a task of their own (a fan-out parent waits on its
+    children's messages instead), optionally only among some ids or created before a time."""
+    child = aliased(Job)
+    has_children = sa.select(child.id).where(child.parent_id == Job.id).exists()
+    query = sa.select(Job.id).where(Job.status == JobStatus.QUEUED.value, ~has_children)
+    if among is not None:
+        query = query.where(Job.id.in_(list(among)))
+    if created_before is not None:
+        query = query.where(Job.created_at < created_before)
+    return set(db.session.scalars(query))
+
+
+def _not_held(job_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """The jobs among these whose message the broker holds nowhere."""
+    if not job_ids:
+        return set()
+    held = held_task_ids(current_settings().REDIS_URL, QUEUES)
+    return {job_id for job_id in job_ids if str(job_id) not in held}
+
+
+def requeue_lost_jobs(
+    now: datetime | None = None,
+    send_task: Callable[..., object] | None = None,
+    settle_seconds: float = 1.0,
+) -> list[uuid.UUID]:
+    """Publish again every job queued for longer than LOST_MESSAGE_AFTER_SECONDS whose message
+    the broker no longer holds, waiting or unacknowledged (found by task id = job id)."""
+    from webapp.queueing import current_celery, publish_job
+
+    now = now or utcnow()
+    age = timedelta(seconds=current_settings().LOST_MESSAGE_AFTER_SECONDS)
+    missing = _not_held(_queued_job_ids(created_before=now - age))
+    if missing:
+        # A worker takes a message off its list a moment before it records it as unacknowledged:
+        # missing from a second look after that moment, and still queued, it is really lost.
+        time.sleep(settle_seconds)
+        missing = _queued_job_ids(among=_not_held(missing))
+    send = send_task or current_celery().send_task
+    lost = sorted(missing)
+    for job in db.session.scalars(sa.select(Job).where(Job.id.in_(lost))):
+        publish_job(job, send)
+    if lost:
+        log.warning("queued jobs whose broker message was lost, published again: %s", lost)
+    return lost
 
 
 def _update_if_silent(job: Job, **values: object) -> bool:

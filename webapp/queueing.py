@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
@@ -42,13 +43,18 @@ def current_celery() -> Celery:
     return current_app.extensions["celery"]
 
 
+def publish_job(job: Job, send_task: Callable[..., object] | None = None) -> None:
+    """Publish the job's own task. The job id doubles as the Celery task id: revoke, Flower and
+    the lost-message sweep find the job's message by it."""
+    send = send_task or current_celery().send_task
+    send(JOB_TYPES[job.type].task_name, args=[str(job.id)], task_id=str(job.id))
+
+
 def enqueue_job(job: Job) -> None:
     """Publish the job's task, or its children's for a fan-out job (the last one to end
-    publishes the parent's). The job id doubles as the Celery task id (for revoke and Flower).
-    """
+    publishes the parent's)."""
     for target in job.children or [job]:
-        task_name = JOB_TYPES[target.type].task_name
-        current_celery().send_task(task_name, args=[str(target.id)], task_id=str(target.id))
+        publish_job(target)
 
 
 def revoke_job(job: Job) -> None:

@@ -1,5 +1,5 @@
-"""Classification through a real worker, and the stale-job sweep handing a dead worker's job to
-a live one."""
+"""Classification through a real worker; the stale-job sweep handing a dead worker's job to a
+live one, and the lost-message sweep publishing a job whose message the broker lost."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tests.builders import ellipse_mask_png, encode, submit_job
 from tests.conftest import build_app
 from tests.integration.conftest import TEST_CLASSIFIER, WorkerStack, wait_for_final
 from webapp import job_state
-from webapp.housekeeping import sweep_stale_jobs
+from webapp.housekeeping import requeue_lost_jobs, sweep_stale_jobs
 from webapp.records import utcnow
 from webapp.settings_access import current_settings
 from workers.launch import start_worker
@@ -82,6 +82,30 @@ def test_the_sweep_requeues_a_dead_workers_job_and_a_live_worker_finishes_it(
     done = wait_for_final(client, headers, f"/api/v1/jobs/{job_id}")
     assert done["status"] == "succeeded", (done, worker_stack.log())
     assert done["attempts"] == 2
+    assert done["result"]["circumference_mm"] > 0
+
+
+def test_a_job_whose_message_was_lost_is_published_again_and_a_live_worker_finishes_it(
+    stack_client: Client, worker_stack: WorkerStack, redis_url: str
+) -> None:
+    client, headers = stack_client
+    # Stored and queued, but its message went to a broker database that is then emptied: the
+    # live worker's broker never holds it, as after a Redis restart without its data.
+    lost_redis = redis_url.rsplit("/", 1)[0] + "/13"
+    database_url = worker_stack.app.config["SQLALCHEMY_DATABASE_URI"]
+    unheard = build_app(database_url, lost_redis, current_settings().MEDIA_ROOT)
+    with unheard.app_context():
+        job_id = uuid.UUID(submit_job(unheard.test_client(), headers).get_json()["id"])
+    redis.Redis.from_url(lost_redis).flushdb()
+    time.sleep(1)
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()["status"] == "queued"
+    age = timedelta(seconds=current_settings().LOST_MESSAGE_AFTER_SECONDS + 1)
+
+    assert job_id in requeue_lost_jobs(utcnow() + age)  # publishes to the live worker's broker
+
+    done = wait_for_final(client, headers, f"/api/v1/jobs/{job_id}")
+    assert done["status"] == "succeeded", (done, worker_stack.log())
+    assert done["attempts"] == 1
     assert done["result"]["circumference_mm"] > 0
 
 

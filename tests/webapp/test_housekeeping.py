@@ -1,21 +1,33 @@
-"""The stale-job sweep and artifact retention, with controlled time."""
+"""The stale-job sweep, the lost-message sweep (on a real Redis) and artifact retention, with
+controlled time."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+import redis
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 import tasks.perimeter  # noqa: F401  (registers the task with the app's Celery)
 from tests.builders import bearer, face_photo, make_user, submit_job
+from tests.conftest import build_app
 from webapp import job_state
+from webapp.broker_messages import held_task_ids
 from webapp.extensions import db
-from webapp.housekeeping import WORKER_LOST, purge_old_artifacts, sweep_stale_jobs
+from webapp.housekeeping import (
+    WORKER_LOST,
+    purge_old_artifacts,
+    requeue_lost_jobs,
+    sweep_stale_jobs,
+)
 from webapp.records import Artifact, Job, utcnow
 from webapp.settings_access import current_settings
+from workers.config import CPU_QUEUE, QUEUES
 
 
 class Sent:
@@ -23,9 +35,11 @@ class Sent:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[str]]] = []
+        self.task_ids: list[str | None] = []
 
-    def __call__(self, name: str, args: list[str]) -> None:
+    def __call__(self, name: str, args: list[str], task_id: str | None = None) -> None:
         self.calls.append((name, args))
+        self.task_ids.append(task_id)
 
 
 def queued_job(client: FlaskClient, job_type: str = "perimeter") -> uuid.UUID:
@@ -59,6 +73,7 @@ def test_a_silent_running_job_is_requeued_then_failed_after_max_attempts(
     swept = sweep_stale_jobs(utcnow() + later(), sent)
     assert swept.requeued == [job_id] and row(job_id).status == "queued"
     assert sent.calls == [("scanqueue.perimeter", [str(job_id)])]
+    assert sent.task_ids == [str(job_id)]  # the lost-message sweep finds it by this id
 
     # Attempts 2 .. max-1 die the same way and are re-queued; the last one is failed.
     for _ in range(current_settings().STALE_MAX_ATTEMPTS - 2):
@@ -125,3 +140,67 @@ def test_retention_removes_old_artifact_files_and_marks_the_rows(
     assert gone.status_code == 410 and "retention" in gone.get_json()["error"]["message"]
     kept = client.get(f"/api/v1/jobs/{recent}", headers=headers).get_json()["artifacts"][0]
     assert client.get(kept["url"], headers=headers).status_code == 200
+
+
+@pytest.fixture
+def quiet_client(tmp_path: Path, redis_url: str) -> Iterator[FlaskClient]:
+    """An app whose broker is a Redis database no test worker consumes from, emptied around."""
+    # The session's integration worker consumes the test database's queues; the messages these
+    # tests look for must stay where they were put.
+    quiet_url = redis_url.rsplit("/", 1)[0] + "/14"
+    broker = redis.Redis.from_url(quiet_url)
+    broker.flushdb()
+    app = build_app(f"sqlite:///{tmp_path / 'quiet.db'}", quiet_url, tmp_path / "media")
+    with app.app_context():
+        yield app.test_client()
+        db.session.remove()
+        db.engine.dispose()
+    broker.flushdb()
+    broker.close()
+
+
+def lost_after() -> timedelta:
+    return timedelta(seconds=current_settings().LOST_MESSAGE_AFTER_SECONDS + 1)
+
+
+def flush_broker() -> None:
+    """What a Redis restarted without its data looks like to the system."""
+    redis.Redis.from_url(current_settings().REDIS_URL).flushdb()
+
+
+def test_a_queued_job_whose_message_was_lost_is_published_once_more(
+    quiet_client: FlaskClient,
+) -> None:
+    job_id = queued_job(quiet_client)
+    broker_url = current_settings().REDIS_URL
+    assert str(job_id) in held_task_ids(broker_url, QUEUES)
+    assert requeue_lost_jobs(utcnow() + lost_after(), settle_seconds=0) == []  # still held
+
+    flush_broker()
+    assert requeue_lost_jobs(utcnow(), settle_seconds=0) == []  # too young to be looked at
+    assert requeue_lost_jobs(utcnow() + lost_after(), settle_seconds=0) == [job_id]
+    assert str(job_id) in held_task_ids(broker_url, QUEUES)
+    # The next sweep finds the new message: no second copy.
+    assert requeue_lost_jobs(utcnow() + lost_after(), settle_seconds=0) == []
+    assert redis.Redis.from_url(broker_url).llen(CPU_QUEUE) == 1
+    assert row(job_id).status == "queued"
+
+
+def test_a_message_a_worker_holds_unacknowledged_is_not_lost(quiet_client: FlaskClient) -> None:
+    job_id = queued_job(quiet_client)
+    celery_app = quiet_client.application.extensions["celery"]
+    with celery_app.connection_for_read() as connection, connection.SimpleQueue(CPU_QUEUE) as queue:
+        message = queue.get(timeout=5)  # taken off the queue, not acknowledged (acks_late)
+        assert message.headers["id"] == str(job_id)
+        assert redis.Redis.from_url(current_settings().REDIS_URL).llen(CPU_QUEUE) == 0
+        assert requeue_lost_jobs(utcnow() + lost_after(), settle_seconds=0) == []
+
+
+def test_a_lost_sequence_publishes_its_photos_jobs_not_the_parent(
+    quiet_client: FlaskClient,
+) -> None:
+    parent = queued_job(quiet_client, "sequence_inference")
+    children = sorted(child.id for child in row(parent).children)
+    flush_broker()
+    assert requeue_lost_jobs(utcnow() + lost_after(), settle_seconds=0) == children
+    assert held_task_ids(current_settings().REDIS_URL, QUEUES) == {str(c) for c in children}
