@@ -42,9 +42,8 @@ def held_task_ids(broker_url: str, queues: Iterable[str]) -> set[str]:
                 ids.update(filter(None, map(_task_id, batch)))
                 start += SLICE
         # Delivered to a worker, not yet acknowledged (acks_late): [message, exchange, key].
-        for raw in client.hvals(Channel.unacked_key):
-            ids.add(_task_id(json.loads(raw)[0]) or "")
-        ids.discard("")
+        unacked = (json.loads(raw)[0] for raw in client.hvals(Channel.unacked_key))
+        ids.update(filter(None, map(_task_id, unacked)))
         return ids
     finally:
         client.close()

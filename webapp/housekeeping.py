@@ -94,27 +94,27 @@ def sweep_stale_jobs(
     return StaleSweep(requeued, failed)
 
 
-def _queued_job_ids(
+def _queued_jobs(
     among: Iterable[uuid.UUID] | None = None, created_before: datetime | None = None
-) -> set[uuid.UUID]:
-    """Ids of the queued jobs that publish a task of their own (a fan-out parent waits on its
+) -> list[Job]:
+    """The queued jobs that publish a task of their own (a fan-out parent waits on its
     children's messages instead), optionally only among some ids or created before a time."""
     child = aliased(Job)
     has_children = sa.select(child.id).where(child.parent_id == Job.id).exists()
-    query = sa.select(Job.id).where(Job.status == JobStatus.QUEUED.value, ~has_children)
+    query = sa.select(Job).where(Job.status == JobStatus.QUEUED.value, ~has_children)
     if among is not None:
         query = query.where(Job.id.in_(list(among)))
     if created_before is not None:
         query = query.where(Job.created_at < created_before)
-    return set(db.session.scalars(query))
+    return list(db.session.scalars(query.order_by(Job.id)))
 
 
-def _not_held(job_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+def _not_held(jobs: list[Job]) -> list[Job]:
     """The jobs among these whose message the broker holds nowhere."""
-    if not job_ids:
-        return set()
+    if not jobs:
+        return []
     held = held_task_ids(current_settings().REDIS_URL, QUEUES)
-    return {job_id for job_id in job_ids if str(job_id) not in held}
+    return [job for job in jobs if str(job.id) not in held]
 
 
 def requeue_lost_jobs(
@@ -128,19 +128,19 @@ def requeue_lost_jobs(
 
     now = now or utcnow()
     age = timedelta(seconds=current_settings().LOST_MESSAGE_AFTER_SECONDS)
-    missing = _not_held(_queued_job_ids(created_before=now - age))
-    if missing:
+    lost = _not_held(_queued_jobs(created_before=now - age))
+    if lost:
         # A worker takes a message off its list a moment before it records it as unacknowledged:
         # missing from a second look after that moment, and still queued, it is really lost.
         time.sleep(settle_seconds)
-        missing = _queued_job_ids(among=_not_held(missing))
+        lost = _queued_jobs(among=[job.id for job in _not_held(lost)])
     send = send_task or current_celery().send_task
-    lost = sorted(missing)
-    for job in db.session.scalars(sa.select(Job).where(Job.id.in_(lost))):
+    for job in lost:
         publish_job(job, send)
-    if lost:
-        log.warning("queued jobs whose broker message was lost, published again: %s", lost)
-    return lost
+    lost_ids = [job.id for job in lost]
+    if lost_ids:
+        log.warning("queued jobs whose broker message was lost, published again: %s", lost_ids)
+    return lost_ids
 
 
 def _update_if_silent(job: Job, **values: object) -> bool:

@@ -105,13 +105,19 @@ def released_model_stack(
         yield stack
 
 
+@contextmanager
+def signed_in(stack: WorkerStack) -> Iterator[tuple[FlaskClient, dict[str, str]]]:
+    """Inside the stack app's context: a client and a fresh user's authorization headers."""
+    with stack.app.app_context():
+        client = stack.app.test_client()
+        yield client, bearer(client, make_user().email)
+
+
 @pytest.fixture
 def stack_client(worker_stack: WorkerStack) -> Iterator[tuple[FlaskClient, dict[str, str]]]:
     """A client of the integration app and a fresh user's authorization headers."""
-    with worker_stack.app.app_context():
-        client = worker_stack.app.test_client()
-        user = make_user()
-        yield client, bearer(client, user.email)
+    with signed_in(worker_stack) as client_and_headers:
+        yield client_and_headers
 
 
 def wait_for_final(client: FlaskClient, headers: dict[str, str], url: str) -> dict:
@@ -125,3 +131,12 @@ def wait_for_final(client: FlaskClient, headers: dict[str, str], url: str) -> di
             return body
         time.sleep(0.1)
     raise AssertionError(f"job {url} not final after {JOB_TIMEOUT} s: {body}")
+
+
+def succeeded_job(
+    stack: WorkerStack, client: FlaskClient, headers: dict[str, str], url: str
+) -> dict:
+    """The job at url once final; it must have succeeded (the worker's log says why if not)."""
+    job = wait_for_final(client, headers, url)
+    assert job["status"] == "succeeded", (job, stack.log())
+    return job

@@ -20,7 +20,12 @@ from PIL import Image
 
 from tests.builders import ellipse_mask_png, encode, submit_job
 from tests.conftest import build_app
-from tests.integration.conftest import TEST_CLASSIFIER, WorkerStack, wait_for_final
+from tests.integration.conftest import (
+    TEST_CLASSIFIER,
+    WorkerStack,
+    succeeded_job,
+    wait_for_final,
+)
 from webapp import job_state
 from webapp.housekeeping import requeue_lost_jobs, sweep_stale_jobs
 from webapp.records import utcnow
@@ -58,29 +63,36 @@ def test_an_unknown_classifier_fails_the_job_with_the_reason(stack_client: Clien
     assert job["status"] == "failed" and job["error"]["code"] == "model_unavailable"
 
 
+def submit_unheard(
+    stack: WorkerStack, headers: dict[str, str], redis_url: str
+) -> tuple[uuid.UUID, str]:
+    """Submit a perimeter job on the stack's database and media, its message sent to a broker
+    database no worker listens to; the job id and that broker's URL."""
+    unheard_redis = redis_url.rsplit("/", 1)[0] + "/13"
+    database_url = stack.app.config["SQLALCHEMY_DATABASE_URI"]
+    unheard = build_app(database_url, unheard_redis, current_settings().MEDIA_ROOT)
+    with unheard.app_context():
+        return uuid.UUID(submit_job(unheard.test_client(), headers).get_json()["id"]), unheard_redis
+
+
+def silent_too_long() -> timedelta:
+    """Longer than the stale-job sweep lets a running job go without a heartbeat."""
+    settings = current_settings()
+    return timedelta(seconds=settings.TASK_TIME_LIMIT + settings.STALE_JOB_GRACE_SECONDS + 1)
+
+
 def test_the_sweep_requeues_a_dead_workers_job_and_a_live_worker_finishes_it(
     stack_client: Client, worker_stack: WorkerStack, redis_url: str
 ) -> None:
     client, headers = stack_client
-    app = worker_stack.app
-    # The same database and media, but a broker database no worker listens to: the job is
-    # stored and queued where nobody takes it, then claimed as a worker that was killed at once.
-    unheard = build_app(
-        app.config["SQLALCHEMY_DATABASE_URI"],
-        redis_url.rsplit("/", 1)[0] + "/13",
-        current_settings().MEDIA_ROOT,
-    )
-    with unheard.app_context():
-        job_id = uuid.UUID(submit_job(unheard.test_client(), headers).get_json()["id"])
-        assert job_state.claim(job_id, "killed@host") is not None
-    settings = current_settings()
-    silent = timedelta(seconds=settings.TASK_TIME_LIMIT + settings.STALE_JOB_GRACE_SECONDS + 1)
+    # Stored and queued where nobody takes it, then claimed as a worker that was killed at once.
+    job_id, _ = submit_unheard(worker_stack, headers, redis_url)
+    assert job_state.claim(job_id, "killed@host") is not None
 
-    swept = sweep_stale_jobs(utcnow() + silent)  # publishes to the live worker's broker
+    swept = sweep_stale_jobs(utcnow() + silent_too_long())  # publishes to the live worker's broker
 
     assert swept.requeued == [job_id]
-    done = wait_for_final(client, headers, f"/api/v1/jobs/{job_id}")
-    assert done["status"] == "succeeded", (done, worker_stack.log())
+    done = succeeded_job(worker_stack, client, headers, f"/api/v1/jobs/{job_id}")
     assert done["attempts"] == 2
     assert done["result"]["circumference_mm"] > 0
 
@@ -89,13 +101,8 @@ def test_a_job_whose_message_was_lost_is_published_again_and_a_live_worker_finis
     stack_client: Client, worker_stack: WorkerStack, redis_url: str
 ) -> None:
     client, headers = stack_client
-    # Stored and queued, but its message went to a broker database that is then emptied: the
-    # live worker's broker never holds it, as after a Redis restart without its data.
-    lost_redis = redis_url.rsplit("/", 1)[0] + "/13"
-    database_url = worker_stack.app.config["SQLALCHEMY_DATABASE_URI"]
-    unheard = build_app(database_url, lost_redis, current_settings().MEDIA_ROOT)
-    with unheard.app_context():
-        job_id = uuid.UUID(submit_job(unheard.test_client(), headers).get_json()["id"])
+    # Its message then goes with the broker database's data, as after a Redis restart without it.
+    job_id, lost_redis = submit_unheard(worker_stack, headers, redis_url)
     redis.Redis.from_url(lost_redis).flushdb()
     time.sleep(1)
     assert client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()["status"] == "queued"
@@ -103,8 +110,7 @@ def test_a_job_whose_message_was_lost_is_published_again_and_a_live_worker_finis
 
     assert job_id in requeue_lost_jobs(utcnow() + age)  # publishes to the live worker's broker
 
-    done = wait_for_final(client, headers, f"/api/v1/jobs/{job_id}")
-    assert done["status"] == "succeeded", (done, worker_stack.log())
+    done = succeeded_job(worker_stack, client, headers, f"/api/v1/jobs/{job_id}")
     assert done["attempts"] == 1
     assert done["result"]["circumference_mm"] > 0
 
@@ -153,10 +159,8 @@ def test_a_job_whose_worker_is_killed_is_requeued_by_the_sweep_and_finished_else
     time.sleep(1)
     assert client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()["status"] == "running"
 
-    silent = timedelta(seconds=settings.TASK_TIME_LIMIT + settings.STALE_JOB_GRACE_SECONDS + 1)
-    swept = sweep_stale_jobs(utcnow() + silent)  # publishes to the live worker's broker
+    swept = sweep_stale_jobs(utcnow() + silent_too_long())  # publishes to the live worker's broker
 
     assert swept.requeued == [job_id]
-    done = wait_for_final(client, headers, f"/api/v1/jobs/{job_id}")
-    assert done["status"] == "succeeded", (done, worker_stack.log())
+    done = succeeded_job(worker_stack, client, headers, f"/api/v1/jobs/{job_id}")
     assert done["attempts"] == 2

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.builders import bearer, face_photo, make_user, no_face_photo, submit_job
+from tests.builders import face_photo, no_face_photo, submit_job
 from tests.conftest import HC18_DIR, hc18_images
-from tests.integration.conftest import WorkerStack, wait_for_final
+from tests.integration.conftest import WorkerStack, signed_in, succeeded_job
 
 pytestmark = pytest.mark.integration
 needs_hc18 = pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"no HC18 data at {HC18_DIR}")
@@ -21,9 +21,7 @@ def test_released_model_measures_hc18_images_through_the_system(
 ) -> None:
     images = hc18_images()
     stack = released_model_stack
-    with stack.app.app_context():
-        client = stack.app.test_client()
-        headers = bearer(client, make_user().email)
+    with signed_in(stack) as (client, headers):
         # One request per image: each has its own pixel size.
         for image in (images[name] for name in IMAGES):
             response = submit_job(
@@ -31,8 +29,7 @@ def test_released_model_measures_hc18_images_through_the_system(
                 {"pixel_spacing_mm": image.pixel_size_mm}, job_type="head_circumference",
             )  # fmt: skip
             assert response.status_code == 202
-            job = wait_for_final(client, headers, response.headers["Location"])
-            assert job["status"] == "succeeded", (job, stack.log())
+            job = succeeded_job(stack, client, headers, response.headers["Location"])
             assert job["model"]["name"] == "hc18-unet"
             assert job["result"]["head_circumference_mm"] == pytest.approx(
                 image.head_circumference_mm, abs=6.0
@@ -43,14 +40,11 @@ def test_released_sequence_model_runs_a_photo_series_through_the_chain(
     released_model_stack: WorkerStack,
 ) -> None:
     stack = released_model_stack
-    with stack.app.app_context():
-        client = stack.app.test_client()
-        headers = bearer(client, make_user().email)
+    with signed_in(stack) as (client, headers):
         files = [(face_photo(), "a.jpg"), (no_face_photo(), "b.jpg"), (face_photo(), "c.jpg")]
         response = submit_job(client, headers, files, {}, job_type="sequence_inference")
         assert response.status_code == 202
-        job = wait_for_final(client, headers, response.headers["Location"])
-        assert job["status"] == "succeeded", (job, stack.log())
+        job = succeeded_job(stack, client, headers, response.headers["Location"])
         assert job["model"]["name"] == "skin-trend-convlstm"
         assert 0.0 <= job["result"]["p_improving"] <= 1.0
         assert job["result"]["frames_used"] == [0, 2]
@@ -62,14 +56,11 @@ def test_released_classifier_predicts_a_trimester_through_the_worker(
 ) -> None:
     images = hc18_images()
     stack = released_model_stack
-    with stack.app.app_context():
-        client = stack.app.test_client()
-        headers = bearer(client, make_user().email)
+    with signed_in(stack) as (client, headers):
         files = [(images[name].image_path.read_bytes(), name) for name in IMAGES]
         response = submit_job(client, headers, files, {}, job_type="classification")
         assert response.status_code == 202
-        job = wait_for_final(client, headers, response.headers["Location"])
-        assert job["status"] == "succeeded", (job, stack.log())
+        job = succeeded_job(stack, client, headers, response.headers["Location"])
         assert job["model"]["name"] == "hc18-trimester"
         result = job["result"]
         assert result["prediction"] in {"first", "second", "third", "uncertain"}
