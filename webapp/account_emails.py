@@ -57,3 +57,14 @@ def send_already_registered(user: User) -> OutboundEmail:
     return queue_email(
         user.email, "You already have a ScanQueue account", body, "already_registered"
     )
+
+
+def send_no_account(address: str) -> OutboundEmail:
+    """Answer a password-reset request for an address without an (active) account."""
+    body = (
+        "Someone asked to reset the password of a ScanQueue account for this address, but it has "
+        "none.\n\n"
+        f"Create an account: {public_url('accounts.signup')}\n\n"
+        "If it was not you, ignore this message.\n"
+    )
+    return queue_email(address, "Reset your ScanQueue password", body, "no_account")
