@@ -32,9 +32,11 @@ def _serializer(purpose: LinkPurpose) -> URLSafeTimedSerializer:
 
 
 def _binding(purpose: LinkPurpose, user: User) -> str:
-    # A confirmation is for one address; a reset link dies with the security stamp (once the
-    # password has changed or the address was confirmed).
-    return user.email if purpose is LinkPurpose.CONFIRM_EMAIL else user.security_stamp
+    # Both die with the security stamp (a sign-up that replaced an unconfirmed account, a
+    # confirmation, a password change); a confirmation is also for one address only.
+    if purpose is LinkPurpose.CONFIRM_EMAIL:
+        return f"{user.email} {user.security_stamp}"
+    return user.security_stamp
 
 
 def make_link_token(purpose: LinkPurpose, user: User) -> str:

@@ -60,14 +60,13 @@ def _sent_message(email: str, template: str = SENT_IF_REGISTERED) -> str:
 def local_path(target: str) -> str | None:
     """``target`` if it is a path on this site, else None: a redirect elsewhere after sign-in
     would hand the user (and what they type next) to another site."""
-    if not target or _NOT_IN_LOCAL_PATHS.search(target):
+    # "//host" and "///host" are other sites to a browser (urlsplit sees no host in the latter).
+    if not target.startswith("/") or target.startswith("//"):
+        return None
+    if _NOT_IN_LOCAL_PATHS.search(target):
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
-        return None
-    if parts.path.startswith("//"):
-        return None
-    return target
+    return None if parts.scheme or parts.netloc else target
 
 
 @bp.route("/signup", methods=["GET", "POST"])
