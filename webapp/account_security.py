@@ -1,6 +1,6 @@
-"""Account changes that must not leak or outlive their cause: sign-up and password-reset requests
-(the same answer and the same work whether or not the address has an account) and revoking every
-credential when an address is confirmed or a password reset."""
+"""Account changes that must not leak or outlive their cause: sign-up, password-reset and
+confirmation requests (the same answer and the same work whether or not the address has an
+account) and revoking every credential when an address is confirmed or a password reset."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from webapp.account_emails import (
     send_already_registered,
     send_confirmation,
     send_no_account,
+    send_nothing_to_confirm,
     send_password_reset,
 )
 from webapp.extensions import db
@@ -67,6 +68,16 @@ def request_password_reset(email: str) -> None:
         send_password_reset(user)
     else:
         send_no_account(User.normalise_email(email))
+
+
+def request_confirmation(email: str) -> None:
+    """Email a new confirmation link to an account awaiting one, else a note why there is none:
+    one email queued either way."""
+    user = user_by_email(email)
+    if user is not None and user.is_active and not user.is_confirmed:
+        send_confirmation(user)
+    else:
+        send_nothing_to_confirm(User.normalise_email(email))
 
 
 def confirm_address(user: User) -> bool:

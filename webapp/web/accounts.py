@@ -10,9 +10,7 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from webapp import account_security
-from webapp.account_emails import send_confirmation
 from webapp.account_links import LinkError, LinkPurpose, read_link_token
-from webapp.account_security import user_by_email
 from webapp.auth import authenticate
 from webapp.extensions import db
 from webapp.forms import (
@@ -131,9 +129,7 @@ def resend_confirmation() -> str | Response:
     form = EmailForm()
     if form.validate_on_submit():
         email = form.email.data or ""
-        user = user_by_email(email)
-        if user is not None and user.is_active and not user.is_confirmed:
-            send_confirmation(user)
+        account_security.request_confirmation(email)
         flash(_sent_message(email), "info")
         return redirect(url_for("accounts.signin"))
     return render_template(

@@ -386,7 +386,7 @@ def answer_and_work(
     return response.headers["Location"], page, hashes, emails
 
 
-def test_sign_up_and_reset_requests_answer_alike_and_do_the_same_work(
+def test_sign_up_reset_and_resend_requests_answer_alike_and_do_the_same_work(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     confirmed = make_user(new_address()).email
@@ -405,3 +405,9 @@ def test_sign_up_and_reset_requests_answer_alike_and_do_the_same_work(
         resets.append(answer_and_work(browser, "/account/forgot", {"email": email}, email, calls))
     assert resets[0] == resets[1]
     assert resets[0][3] == 1
+    resends = []
+    for email in (new_address(), confirmed, unconfirmed):
+        browser = app.test_client()
+        resends.append(answer_and_work(browser, "/account/confirm", {"email": email}, email, calls))
+    assert resends[0] == resends[1] == resends[2]
+    assert resends[0][3] == 1
