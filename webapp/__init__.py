@@ -13,6 +13,7 @@ from webapp.config import PROJECT_ROOT, load_settings
 from webapp.errors import register_error_handlers
 from webapp.extensions import csrf, db, limiter, login_manager, migrate
 from webapp.queueing import celery_init_app
+from webapp.security_headers import register_security_headers
 from webapp.settings_access import SETTINGS_KEY
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
@@ -23,6 +24,7 @@ FORM_OVERHEAD_BYTES = 1024 * 1024
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app from environment settings; ``overrides`` win (tests use them)."""
     settings = load_settings(**(overrides or {}))
+    production = settings.SCANQUEUE_ENV == "production"
     app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"))
     app.extensions[SETTINGS_KEY] = settings
     app.config.update(
@@ -38,11 +40,15 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         # Redis down: count in this process's memory meanwhile rather than refuse every request.
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         RATELIMIT_SWALLOW_ERRORS=True,
-        # The session cookie: not readable by scripts, not sent on cross-site requests.
+        # The session cookie: not readable by scripts, not sent on cross-site requests; in
+        # production only over HTTPS, and (the __Host- prefix) never set by another subdomain.
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.SCANQUEUE_ENV == "production",
-        REMEMBER_COOKIE_SECURE=settings.SCANQUEUE_ENV == "production",
+        SESSION_COOKIE_SECURE=production,
+        SESSION_COOKIE_NAME="__Host-session" if production else "session",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=production,
         # The CSRF token lives as long as the session (a form left open for hours still works).
         WTF_CSRF_TIME_LIMIT=None,
     )
@@ -74,6 +80,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(accounts.bp)
     app.register_blueprint(pages.bp)
     register_error_handlers(app)
+    register_security_headers(app, production)
     register_cli(app)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

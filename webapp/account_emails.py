@@ -57,3 +57,27 @@ def send_already_registered(user: User) -> OutboundEmail:
     return queue_email(
         user.email, "You already have a ScanQueue account", body, "already_registered"
     )
+
+
+def send_no_account(address: str) -> OutboundEmail:
+    """Answer a password-reset request for an address without an (active) account."""
+    body = (
+        "Someone asked to reset the password of a ScanQueue account for this address, but it has "
+        "none.\n\n"
+        f"Create an account: {public_url('accounts.signup')}\n\n"
+        "If it was not you, ignore this message.\n"
+    )
+    return queue_email(address, "Reset your ScanQueue password", body, "no_account")
+
+
+def send_nothing_to_confirm(address: str) -> OutboundEmail:
+    """Answer a request for a confirmation link when no account at the address awaits one."""
+    body = (
+        "Someone asked ScanQueue to send a confirmation link to this address, but no account "
+        "here is waiting for one: either there is none, or it is confirmed already.\n\n"
+        f"Sign in: {public_url('accounts.signin')}\n"
+        f"Forgotten your password? {public_url('accounts.forgot_password')}\n"
+        f"Create an account: {public_url('accounts.signup')}\n\n"
+        "If it was not you, ignore this message.\n"
+    )
+    return queue_email(address, "Confirm your ScanQueue email address", body, "nothing_to_confirm")

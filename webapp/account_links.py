@@ -32,12 +32,15 @@ def _serializer(purpose: LinkPurpose) -> URLSafeTimedSerializer:
 
 
 def _binding(purpose: LinkPurpose, user: User) -> str:
-    # A confirmation is for one address; a reset link dies once the password has changed.
-    return user.email if purpose is LinkPurpose.CONFIRM_EMAIL else user.password_fingerprint
+    # Both die with the security stamp (a sign-up that replaced an unconfirmed account, a
+    # confirmation, a password change); a confirmation is also for one address only.
+    if purpose is LinkPurpose.CONFIRM_EMAIL:
+        return f"{user.email} {user.security_stamp}"
+    return user.security_stamp
 
 
 def make_link_token(purpose: LinkPurpose, user: User) -> str:
-    """A token naming the user, bound to their current email or password."""
+    """A token naming the user, bound to their current email or security stamp."""
     return _serializer(purpose).dumps({"uid": user.id, "bind": _binding(purpose, user)})
 
 

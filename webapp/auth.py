@@ -3,6 +3,7 @@ session of a signed-in user (unsafe methods then need the CSRF token in ``X-CSRF
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
@@ -31,8 +32,9 @@ def _serializer() -> URLSafeTimedSerializer:
 
 
 def issue_token(user: User) -> str:
-    """A signed token naming the user; it expires after TOKEN_TTL_SECONDS."""
-    return _serializer().dumps({"uid": user.id})
+    """A signed token naming the user and their security stamp; it expires after
+    TOKEN_TTL_SECONDS, or sooner when the stamp changes (password reset, address confirmed)."""
+    return _serializer().dumps({"uid": user.id, "stamp": user.security_stamp})
 
 
 def user_from_token(token: str) -> User:
@@ -44,8 +46,13 @@ def user_from_token(token: str) -> User:
     except BadSignature:
         raise _unauthorized("invalid_token", "The token is not valid.") from None
     user = db.session.get(User, payload.get("uid")) if isinstance(payload, dict) else None
-    if user is None or not user.is_active:
+    if user is None or not user.is_active or not user.is_confirmed:
         raise _unauthorized("invalid_token", "The token is not valid.")
+    stamp = payload.get("stamp")
+    if not isinstance(stamp, str) or not hmac.compare_digest(
+        stamp.encode(), user.security_stamp.encode()
+    ):
+        raise _unauthorized("invalid_token", "The token is not valid or was revoked.")
     return user
 
 

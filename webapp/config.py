@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     # Links in account emails (confirm address, reset password) stop working after this long.
     ACCOUNT_LINK_TTL_SECONDS: int = Field(default=3600, gt=0)
 
-    # Sign-in attempts (web form and POST /api/v1/tokens), per account and per client address.
+    # FAILED sign-ins (web form and POST /api/v1/tokens share the counts): per account from one
+    # client address (the owner elsewhere is not locked out), and per client address overall.
     SIGNIN_LIMIT_PER_ACCOUNT: str = "5 per 15 minutes"
     SIGNIN_LIMIT_PER_ADDRESS: str = "30 per 15 minutes"
     # Sign-up, confirmation and reset requests per client address (each sends an email).

@@ -13,6 +13,10 @@ PREFIX = "sq_"
 VISIBLE_CHARS = 10
 
 
+class UnconfirmedAccount(Exception):
+    """Tokens are for accounts whose address was confirmed."""
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -23,7 +27,13 @@ def is_personal_token(value: str) -> bool:
 
 
 def create_token(user: User, name: str) -> tuple[ApiToken, str]:
-    """A new token row and its secret (the only time the secret exists outside the client)."""
+    """A new token row and its secret (the only time the secret exists outside the client).
+
+    Only a confirmed account gets one: an address someone registered without owning it must not
+    hold a credential that outlives its owner's confirmation.
+    """
+    if not user.is_confirmed:
+        raise UnconfirmedAccount(user.email)
     secret = PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
         owner=user, name=name, token_sha256=_digest(secret), prefix=secret[:VISIBLE_CHARS]
@@ -34,9 +44,11 @@ def create_token(user: User, name: str) -> tuple[ApiToken, str]:
 
 
 def user_for_token(secret: str) -> User | None:
-    """The active owner of an unrevoked token, recording its use; None otherwise."""
+    """The active, confirmed owner of an unrevoked token, recording its use; None otherwise."""
     row = db.session.scalar(db.select(ApiToken).filter_by(token_sha256=_digest(secret)))
-    if row is None or row.revoked_at is not None or not row.owner.is_active:
+    if row is None or row.revoked_at is not None:
+        return None
+    if not row.owner.is_active or not row.owner.is_confirmed:
         return None
     row.last_used_at = utcnow()
     db.session.commit()

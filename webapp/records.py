@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 import uuid
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -18,6 +18,11 @@ from webapp.extensions import db
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
+
+
+def new_security_stamp() -> str:
+    """A fresh random security stamp (see ``User.security_stamp``)."""
+    return secrets.token_hex(16)
 
 
 class JobStatus(StrEnum):
@@ -52,6 +57,9 @@ class User(db.Model):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     # Set when the user followed the confirmation link (or an operator created the account).
     email_confirmed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # Every session and signed API token carries the stamp it was issued under; a new stamp
+    # (password changed or reset, address confirmed) makes all of them invalid at once.
+    security_stamp: Mapped[str] = mapped_column(sa.String(32), default=new_security_stamp)
 
     jobs: Mapped[list[Job]] = relationship(back_populates="owner", cascade="all, delete-orphan")
     subjects: Mapped[list[Subject]] = relationship(
@@ -70,14 +78,8 @@ class User(db.Model):
         return False
 
     def get_id(self) -> str:
-        """The session's user id, with a fingerprint of the password hash: changing the
-        password signs out every other session."""
-        return f"{self.id}:{self.password_fingerprint}"
-
-    @property
-    def password_fingerprint(self) -> str:
-        """A short digest of the password hash; changes whenever the password does."""
-        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
+        """The session's user id, with the security stamp: a new stamp ends every session."""
+        return f"{self.id}:{self.security_stamp}"
 
     @property
     def is_confirmed(self) -> bool:
@@ -85,8 +87,10 @@ class User(db.Model):
         return self.email_confirmed_at is not None
 
     def set_password(self, password: str) -> None:
-        """Store a salted scrypt hash of the password (werkzeug's default KDF)."""
+        """Store a salted scrypt hash of the password (werkzeug's default KDF) under a new
+        security stamp, so sessions and signed tokens of the old password stop working."""
         self.password_hash = generate_password_hash(password, method="scrypt")
+        self.security_stamp = new_security_stamp()
 
     def check_password(self, password: str) -> bool:
         """Whether the password matches the stored hash."""
@@ -241,6 +245,19 @@ class ApiToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     owner: Mapped[User] = relationship()
+
+
+class UserSession(db.Model):
+    """A signed-in browser. The session cookie holds a random key whose sha256 is stored here;
+    signing out ends the row, so a copy of the cookie taken before is worth nothing."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_sha256: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class OutboundEmail(db.Model):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from tests.builders import DEFAULT_PASSWORD, make_user
+from tests.builders import DEFAULT_PASSWORD, make_subject, make_user
 from tests.conftest import HC18_DIR, REPO_ROOT, free_port, hc18_images
 from tests.integration.conftest import JOB_TIMEOUT, WorkerStack
 
@@ -44,7 +44,10 @@ def test_upload_watch_progress_and_see_the_measurement(
     assert CHROMIUM.is_file(), "Chromium missing: `make test` installs Debian's chromium package"
     image = hc18_images()[IMAGE]
     with released_model_stack.app.app_context():
-        email = make_user().email
+        user = make_user()
+        email = user.email
+        # A name that would run as script if it reached one (the page's CSP forbids inline script).
+        subject_id = make_subject(user, name="Ann'); alert('xss'); ('").id
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -53,6 +56,9 @@ def test_upload_watch_progress_and_see_the_measurement(
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
         )
         page = browser.new_page(viewport={"width": 1100, "height": 1400})
+        # The Content-Security-Policy must not block any of the site's own scripts or styles.
+        console = []
+        page.on("console", lambda message: console.append(message.text))
         page.goto(f"{site}/account/signin")
         page.fill("input[name=email]", email)
         page.fill("input[name=password]", DEFAULT_PASSWORD)
@@ -81,4 +87,17 @@ def test_upload_watch_progress_and_see_the_measurement(
         expect(overlay).to_be_visible()
         assert overlay.evaluate("img => img.complete && img.naturalWidth") == 800
         page.screenshot(path=str(SCREENSHOTS / "job-result.png"), full_page=True)
+
+        # Deleting a subject asks first (confirm.js, from the form's data-confirm); the name is
+        # shown as text. Dismissed, nothing happens.
+        page.goto(f"{site}/subjects/{subject_id}")
+        dialogs = []
+        page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.click("button.danger")
+        assert dialogs == [
+            "Delete Ann'); alert('xss'); ('? It disappears from your lists; its data is kept for "
+            "review."
+        ]
+        expect(page.locator("h1")).to_have_text("Ann'); alert('xss'); ('")
+        assert not [text for text in console if "Content Security Policy" in text], console
         browser.close()

@@ -164,9 +164,14 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "201": _json("Token", "A signed token that expires."),
                 "401": _error("Missing or wrong credentials."),
+                "403": _error(
+                    "email_unconfirmed: the account's email address is not confirmed yet; "
+                    "unconfirmed accounts get no token."
+                ),
                 "429": _error(
-                    "too_many_requests: too many sign-in attempts for this account or from this "
-                    "address (SIGNIN_LIMIT_PER_ACCOUNT, SIGNIN_LIMIT_PER_ADDRESS)."
+                    "too_many_requests: too many failed sign-ins for this account from this "
+                    "address, or from this address overall (SIGNIN_LIMIT_PER_ACCOUNT, "
+                    "SIGNIN_LIMIT_PER_ADDRESS)."
                 ),
             },
         }
@@ -328,7 +333,8 @@ SPEC: dict[str, Any] = {
                 "scheme": "bearer",
                 "description": "A signed token from POST /tokens (expires after "
                 "TOKEN_TTL_SECONDS), or a personal token (sq_...) made on the website's API "
-                "tokens page (works until revoked). The website's own pages call the API with "
+                "tokens page (works until revoked). Both stop working when the password is reset "
+                "or changed. The website's own pages call the API with "
                 "their session cookie instead, sending the CSRF token in X-CSRFToken on POST "
                 "and DELETE.",
             },

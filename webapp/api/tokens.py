@@ -7,7 +7,12 @@ from flask import Response, jsonify, request
 from webapp.api import bp
 from webapp.auth import authenticate, issue_token
 from webapp.errors import ApiError
-from webapp.rate_limits import signin_per_account, signin_per_address
+from webapp.rate_limits import (
+    forget_signin_failures,
+    record_signin_failure,
+    signin_per_account,
+    signin_per_address,
+)
 from webapp.settings_access import current_settings
 
 
@@ -25,13 +30,22 @@ def create_token() -> tuple[Response, int]:
             headers={"WWW-Authenticate": 'Basic realm="scanqueue"'},
         )
     user = authenticate(credentials.username or "", credentials.password or "")
-    # Unconfirmed accounts may hold a token; submitting jobs is what needs the confirmation.
     if user is None:
+        record_signin_failure()
         raise ApiError(
             401,
             "invalid_credentials",
             "Email or password is wrong.",
             headers={"WWW-Authenticate": 'Basic realm="scanqueue"'},
+        )
+    forget_signin_failures()
+    # Whoever registered an address without owning it must not hold a token that outlives the
+    # owner's confirmation: unconfirmed accounts get none.
+    if not user.is_confirmed:
+        raise ApiError(
+            403,
+            "email_unconfirmed",
+            "Confirm your email address (follow the link we sent) before asking for a token.",
         )
     ttl = current_settings().TOKEN_TTL_SECONDS
     return jsonify({"token": issue_token(user), "token_type": "Bearer", "expires_in": ttl}), 201

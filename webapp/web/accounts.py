@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from webapp.account_emails import (
-    send_already_registered,
-    send_confirmation,
-    send_password_reset,
-)
+from webapp import account_security
 from webapp.account_links import LinkError, LinkPurpose, read_link_token
 from webapp.auth import authenticate
 from webapp.extensions import db
@@ -22,9 +21,16 @@ from webapp.forms import (
     SignUpForm,
     TokenForm,
 )
-from webapp.personal_tokens import create_token, revoke_token
-from webapp.rate_limits import email_requests_per_address, signin_per_account, signin_per_address
-from webapp.records import ApiToken, User, utcnow
+from webapp.login import end_session, start_session
+from webapp.personal_tokens import UnconfirmedAccount, create_token, revoke_token
+from webapp.rate_limits import (
+    email_requests_per_address,
+    forget_signin_failures,
+    record_signin_failure,
+    signin_per_account,
+    signin_per_address,
+)
+from webapp.records import ApiToken
 from webapp.settings_access import current_settings
 from webapp.web.messages import unusable_link
 
@@ -35,39 +41,44 @@ SENT_IF_REGISTERED = (
     "If {email} has an account, we have sent it an email. The link in it works for {minutes} "
     "minutes."
 )
+SIGNED_UP = (
+    "We have sent an email to {email}. Follow the link in it within {minutes} minutes to "
+    "confirm the address, then sign in."
+)
+# Browsers drop tabs and newlines from URLs and read a backslash as "/": "/<tab>/evil" and
+# "/\evil" both become "//evil", another site. No control character, space or backslash passes.
+_NOT_IN_LOCAL_PATHS = re.compile(r"[\x00-\x20\x7f\\]")
 
 
-def _user_by_email(email: str) -> User | None:
-    return db.session.scalar(db.select(User).filter_by(email=User.normalise_email(email)))
-
-
-def _sent_message(email: str) -> str:
+def _sent_message(email: str, template: str = SENT_IF_REGISTERED) -> str:
     minutes = current_settings().ACCOUNT_LINK_TTL_SECONDS // 60
-    return SENT_IF_REGISTERED.format(email=email.strip(), minutes=minutes)
+    return template.format(email=email.strip(), minutes=minutes)
+
+
+def local_path(target: str) -> str | None:
+    """``target`` if it is a path on this site, else None: a redirect elsewhere after sign-in
+    would hand the user (and what they type next) to another site."""
+    # "//host" and "///host" are other sites to a browser (urlsplit sees no host in the latter).
+    if not target.startswith("/") or target.startswith("//"):
+        return None
+    if _NOT_IN_LOCAL_PATHS.search(target):
+        return None
+    parts = urlsplit(target)
+    return None if parts.scheme or parts.netloc else target
 
 
 @bp.route("/signup", methods=["GET", "POST"])
 @email_requests_per_address
 def signup() -> str | Response:
-    """Create an account and send the confirmation email."""
+    """Create an account (or tell the address's owner it has one) and send an email."""
     form = SignUpForm()
     if form.validate_on_submit():
         email = form.email.data or ""
-        existing = _user_by_email(email)
-        if existing is None:
-            user = User(email=email)
-            user.set_password(form.password.data or "")
-            db.session.add(user)
-            db.session.commit()
-            send_confirmation(user)
-            login_user(user)
-        elif not existing.is_confirmed:
-            send_confirmation(existing)
-        else:
-            send_already_registered(existing)
-        # The same words either way: sign-up must not tell who has an account.
-        flash(_sent_message(email), "info")
-        return redirect(url_for("pages.dashboard"))
+        account_security.sign_up(email, form.password.data or "")
+        # The same words and the same next page either way: sign-up must not tell who has an
+        # account (so nobody is signed in here; the confirmation link comes first).
+        flash(_sent_message(email, SIGNED_UP), "info")
+        return redirect(url_for("accounts.signin"))
     return render_template("accounts/signup.html", form=form)
 
 
@@ -80,36 +91,35 @@ def signin() -> str | Response:
     if form.validate_on_submit():
         user = authenticate(form.email.data or "", form.password.data or "")
         if user is not None:
-            login_user(user)
-            target = request.args.get("next", "")
-            # Only local paths: an open redirect would hand the session to another site.
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for("pages.dashboard")
-            return redirect(target)
+            forget_signin_failures()
+            start_session(user)
+            return redirect(local_path(request.args.get("next", "")) or url_for("pages.dashboard"))
+        record_signin_failure()
         flash("Email or password is wrong.", "error")
     return render_template("accounts/signin.html", form=form)
 
 
 @bp.post("/signout")
 def signout() -> Response:
-    """End the session (a POST with the CSRF token, so a link elsewhere cannot sign you out)."""
+    """End the session here and on the server (a POST with the CSRF token, so a link elsewhere
+    cannot sign you out)."""
     if ConfirmForm().validate_on_submit():
-        logout_user()
+        end_session()
     return redirect(url_for("accounts.signin"))
 
 
 @bp.get("/confirm/<token>")
 def confirm(token: str) -> str | Response | tuple[str, int]:
-    """Mark the address confirmed."""
+    """Mark the address confirmed; every session and token issued before ends."""
     try:
         user = read_link_token(LinkPurpose.CONFIRM_EMAIL, token)
     except LinkError as error:
         return unusable_link(error, "confirmation", "changed", "accounts.resend_confirmation")
-    if user.email_confirmed_at is None:
-        user.email_confirmed_at = utcnow()
-        db.session.commit()
-    flash("Your email address is confirmed. You can submit jobs now.", "info")
-    return redirect(url_for("pages.dashboard"))
+    if account_security.confirm_address(user):
+        flash("Your email address is confirmed. Sign in to submit jobs.", "info")
+    else:
+        flash("Your email address was already confirmed.", "info")
+    return redirect(url_for("accounts.signin"))
 
 
 @bp.route("/confirm", methods=["GET", "POST"])
@@ -119,9 +129,7 @@ def resend_confirmation() -> str | Response:
     form = EmailForm()
     if form.validate_on_submit():
         email = form.email.data or ""
-        user = _user_by_email(email)
-        if user is not None and user.is_active and not user.is_confirmed:
-            send_confirmation(user)
+        account_security.request_confirmation(email)
         flash(_sent_message(email), "info")
         return redirect(url_for("accounts.signin"))
     return render_template(
@@ -136,9 +144,7 @@ def forgot_password() -> str | Response:
     form = EmailForm()
     if form.validate_on_submit():
         email = form.email.data or ""
-        user = _user_by_email(email)
-        if user is not None and user.is_active:
-            send_password_reset(user)
+        account_security.request_password_reset(email)
         flash(_sent_message(email), "info")
         return redirect(url_for("accounts.signin"))
     return render_template("accounts/email_form.html", form=form, title="Forgotten password")
@@ -153,11 +159,8 @@ def reset_password(token: str) -> str | Response | tuple[str, int]:
         return unusable_link(error, "password reset", "changed", "accounts.forgot_password")
     form = ResetPasswordForm()
     if form.validate_on_submit():
-        user.set_password(form.password.data or "")
-        # Receiving the link proves the address too.
-        user.email_confirmed_at = user.email_confirmed_at or utcnow()
-        db.session.commit()
-        logout_user()
+        account_security.reset_password(user, form.password.data or "")
+        end_session()
         flash("Your password is changed. Sign in with it.", "info")
         return redirect(url_for("accounts.signin"))
     return render_template("accounts/reset.html", form=form)
@@ -170,7 +173,10 @@ def tokens() -> str:
     form = TokenForm()
     new_secret = None
     if form.validate_on_submit():
-        _, new_secret = create_token(current_user, form.name.data or "")
+        try:
+            _, new_secret = create_token(current_user, form.name.data or "")
+        except UnconfirmedAccount:
+            flash("Confirm your email address first: unconfirmed accounts get no tokens.", "error")
     rows = db.session.scalars(
         db.select(ApiToken).filter_by(owner_id=current_user.id).order_by(ApiToken.id.desc())
     ).all()

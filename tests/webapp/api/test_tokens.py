@@ -60,11 +60,11 @@ def test_expired_token_is_refused(client: FlaskClient, app: Flask) -> None:
     user = make_user()
     serializer = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=TOKEN_SALT)
     # Sign as if two hours ago: past the one-hour lifetime.
-    old = serializer.dumps({"uid": user.id})
+    old = serializer.dumps({"uid": user.id, "stamp": user.security_stamp})
     serializer_past = URLSafeTimedSerializer(
         app.config["SECRET_KEY"], salt=TOKEN_SALT, signer=SignerTwoHoursAgo
     )
-    expired = serializer_past.dumps({"uid": user.id})
+    expired = serializer_past.dumps({"uid": user.id, "stamp": user.security_stamp})
     assert client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {old}"}).status_code == 200
     response = client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {expired}"})
     assert response.status_code == 401
