@@ -29,12 +29,15 @@ threads = _settings.WEB_THREADS
 # A process whose main loop stops answering the arbiter this long is replaced. With gthread the
 # loop runs apart from the request threads, so this catches a wedged process, not a long upload.
 timeout = _settings.WEB_TIMEOUT_SECONDS
-# On SIGTERM (docker stop) requests under way get this long to finish.
+# On SIGTERM (docker stop) requests under way get this long to finish (compose gives the web
+# container stop_grace_period 40s, so Docker does not kill it first).
 graceful_timeout = 30
-# Idle keep-alive connections are closed after this; nginx opens its own per request anyway.
+# Idle keep-alive connections are closed after this: longer than nginx keeps its idle upstream
+# connections (keepalive_timeout 4s), so nginx always closes first and never reuses a dead one.
 keepalive = 5
-# Request-line and header limits (gunicorn answers 400/431 beyond them); nginx's are tighter.
-limit_request_line = 4094
+# Request-line and header limits (gunicorn answers 400 beyond them): as large as nginx's header
+# buffers (large_client_header_buffers 4 8k), so what nginx lets through gunicorn accepts.
+limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
 # Replace each process after a while, staggered, so slow growth (image decoding) cannot build up.
