@@ -43,6 +43,9 @@ limit_request_field_size = 8190
 # Replace each process after a while, staggered, so slow growth (image decoding) cannot build up.
 max_requests = 2000
 max_requests_jitter = 200
+# No runtime control socket (gunicornc): nothing here uses it, and processes of one user would all
+# share its default path (~/.gunicorn/gunicorn.ctl).
+control_socket_disable = True
 # Access log to stdout, for `docker compose logs`; the app logs to stderr.
 accesslog = "-"
 # The heartbeat file the arbiter watches, in memory: a slow disk must not make a process look dead.

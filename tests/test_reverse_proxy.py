@@ -218,7 +218,9 @@ def probe_healthz(port: int, seconds: float) -> list[float | str]:
 def test_slow_clients_stall_a_bare_sync_gunicorn(tmp_path: Path, redis_url: str) -> None:
     """What the front protects against: the image's old command, one sync worker, no proxy."""
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", APP]
+    # The image's old command (no control socket: other test servers may run beside it).
+    command = [sys.executable, "-m", "gunicorn", "--no-control-socket"]
+    command += ["-b", f"127.0.0.1:{port}", APP]
     env = app_env(tmp_path, redis_url)
     with (
         running(command, port, tmp_path / "gunicorn.log", env, ready_path="/healthz"),
