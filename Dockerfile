@@ -37,14 +37,19 @@ for r in p['optional-dependencies']['worker']))" > /tmp/requirements-worker.txt 
 
 # Editable install of the code itself: webapp/config.py derives PROJECT_ROOT from its own path,
 # so the package must live in /app, next to migrations/, not in site-packages.
+# Both runtime images are production unless told otherwise: settings then refuse a default
+# SECRET_KEY or PUBLIC_URL, so a forgotten variable stops start-up instead of running as dev.
 FROM deps-web AS web
+ENV SCANQUEUE_ENV=production
 COPY . .
 RUN pip install --no-deps -e . && chown -R scanqueue:scanqueue /app/instance
 USER scanqueue
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--access-logfile", "-", "webapp:create_app()"]
+# gthread workers, counts and limits from deploy/gunicorn.conf.py; meant to sit behind nginx.
+CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "webapp:create_app()"]
 
 FROM deps-worker AS worker
+ENV SCANQUEUE_ENV=production
 COPY . .
 RUN pip install --no-deps -e . && chown -R scanqueue:scanqueue /app/instance
 USER scanqueue

@@ -20,9 +20,9 @@ EXTRAS := web,worker,dev
 # Prefer an explicit 3.11; any python3 >= 3.11 will do (checked in the recipe).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 SERVICES := $(VENV_PY) scripts/services.py
-LINT_PATHS := $(wildcard webapp workers tasks models pipelines scheduler scripts benchmarks tests)
+LINT_PATHS := $(wildcard webapp workers tasks models pipelines scheduler scripts benchmarks tests deploy)
 
-.PHONY: help venv install run test chromium lint format migrate bench services-stop clean distclean
+.PHONY: help venv install run test test-tools chromium nginx lint format migrate bench services-stop clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -67,22 +67,28 @@ install: $(STAMP) ## Create .venv and install the project with web, worker and d
 run: $(STAMP) ## Run web, worker, beat and Flower locally (Ctrl-C stops all)
 	$(SERVICES) --redis -- $(VENV_PY) scripts/run_dev.py
 
-test: $(STAMP) chromium ## Run the test suite against Redis and Postgres (PYTEST_ARGS=... to narrow)
+test: $(STAMP) test-tools ## Run the test suite against Redis and Postgres (PYTEST_ARGS=... to narrow)
 	$(SERVICES) --redis --postgres -- $(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-# The browser test drives Debian's Chromium (Playwright's own browser download is not used).
-CHROMIUM := /usr/bin/chromium
-chromium: ## Install Debian's Chromium for the browser test, if missing
-	@if [ ! -x "$(CHROMIUM)" ]; then \
+# Debian packages the tests drive as real processes: Chromium for the browser test (Playwright's
+# own browser download is not used) and nginx for the reverse-proxy test. path:package pairs;
+# `make chromium` and `make nginx` are the same target.
+TEST_TOOLS := /usr/bin/chromium:chromium /usr/sbin/nginx:nginx-light
+test-tools: ## Install Debian's Chromium and nginx for the tests, if missing
+	@missing=""; \
+	for tool in $(TEST_TOOLS); do [ -x "$${tool%%:*}" ] || missing="$$missing $${tool#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "installing Debian's chromium for the browser test" >&2; \
+			echo "installing Debian's$$missing for the tests" >&2; \
 			export DEBIAN_FRONTEND=noninteractive; \
-			apt-get update && apt-get install -y --no-install-recommends chromium; \
+			apt-get update && apt-get install -y --no-install-recommends $$missing; \
 		else \
-			echo "error: $(CHROMIUM) missing; install it: sudo apt-get install chromium" >&2; \
+			echo "error: missing$$missing; install it: sudo apt-get install$$missing" >&2; \
 			exit 1; \
 		fi; \
 	fi
+
+chromium nginx: test-tools
 
 lint: $(STAMP) ## ruff check + format check
 	$(VENV)/bin/ruff check $(LINT_PATHS)

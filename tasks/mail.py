@@ -7,13 +7,9 @@ from datetime import timedelta
 
 from celery import Task, shared_task
 
+from tasks.backoff import retry_delay
 from webapp.mailer import SEND_EMAIL_TASK, claim, send_claimed, unsent_ids
 from webapp.settings_access import current_settings
-
-
-def retry_delay(retries: int, base: int, cap: int) -> int:
-    """Exponential backoff: base, 2 x base, 4 x base ... at most cap seconds."""
-    return min(cap, base * 2**retries)
 
 
 @shared_task(name=SEND_EMAIL_TASK, bind=True)

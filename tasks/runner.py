@@ -14,6 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
+from tasks.backoff import retry_delay
 from webapp import job_state
 from webapp.extensions import db
 from webapp.jobtypes import JOB_TYPES
@@ -37,9 +38,6 @@ class Stage:
 
 WHOLE_JOB = Stage()
 
-# Database outages are worth waiting out; a bad input is not.
-RETRY_BACKOFF_SECONDS = 5
-
 
 def run_job(task: Task, job_id: str, pipeline: Pipeline, stage: Stage = WHOLE_JOB) -> str:
     """Run ``pipeline`` for the job (or one stage of it) and record the outcome."""
@@ -47,12 +45,16 @@ def run_job(task: Task, job_id: str, pipeline: Pipeline, stage: Stage = WHOLE_JO
     try:
         return _run(task, job_uuid, pipeline, stage)
     except OperationalError as exc:
-        log.warning("database unavailable for job %s, retrying: %s", job_id, exc)
-        raise task.retry(
-            exc=exc,
-            countdown=RETRY_BACKOFF_SECONDS * (task.request.retries + 1),
-            max_retries=current_settings().TASK_MAX_RETRIES,
-        ) from exc
+        # Database outages are worth waiting out (a bad input is not): capped exponential
+        # backoff, so a long outage is ridden out and the job resumes soon after it ends.
+        settings = current_settings()
+        delay = retry_delay(
+            task.request.retries,
+            settings.DB_RETRY_BASE_SECONDS,
+            settings.DB_RETRY_MAX_DELAY_SECONDS,
+        )
+        log.warning("database unavailable for job %s, retrying in %d s: %s", job_id, delay, exc)
+        raise task.retry(exc=exc, countdown=delay, max_retries=settings.TASK_MAX_RETRIES) from exc
 
 
 def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> str:

@@ -8,7 +8,10 @@ YAML and hold it to the architecture instead. The probe tests talk to real serve
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
+import runpy
 import shlex
 import socket
 import sys
@@ -25,6 +28,7 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 
 BACKEND_SERVICES = ("redis", "postgres")
 APP_SERVICES = ("migrate", "web", "worker-gpu", "worker-cpu", "beat", "flower")
+FRONT_SERVICES = ("nginx",)
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -148,7 +152,7 @@ def resolves_in_repo(target: str) -> bool:
 
 
 def test_expected_services_exist(compose: dict[str, Any]) -> None:
-    missing = set(BACKEND_SERVICES + APP_SERVICES) - set(compose["services"])
+    missing = set(BACKEND_SERVICES + APP_SERVICES + FRONT_SERVICES) - set(compose["services"])
     assert not missing, f"docker-compose.yml lacks services: {sorted(missing)}"
 
 
@@ -274,3 +278,114 @@ def test_postgres_probe_logs_in(services_module: ModuleType) -> None:
     missing_db = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/scanqueue_no_such_database"
     ok, why = services_module.probe_postgres(missing_db, 2.0)
     assert not ok and "does not exist" in why
+
+
+# --------------------------------------------------------------------------------------------
+# the web front: nginx before gunicorn, and the images' defaults
+# --------------------------------------------------------------------------------------------
+
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+GUNICORN_CONFIG = "deploy/gunicorn.conf.py"
+NGINX_TEMPLATES = REPO_ROOT / "deploy" / "nginx" / "templates"
+
+
+def nginx_directives() -> dict[str, list[str]]:
+    """Every directive of the committed server block: name -> values, in order."""
+    text = (NGINX_TEMPLATES / "default.conf.template").read_text()
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        match = re.match(r"\s*([a-z_]+)\s+([^;{]*);", line)
+        if match:
+            found.setdefault(match.group(1), []).append(match.group(2).strip())
+    return found
+
+
+def dockerfile_stages() -> dict[str, tuple[str, str]]:
+    """Each named stage of the Dockerfile: name -> (the stage it builds on, its instructions)."""
+    stages: dict[str, tuple[str, str]] = {}
+    parts = re.split(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?\s*$", DOCKERFILE.read_text(), flags=re.M)
+    for parent, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
+        stages[name] = (parent, body)
+    return stages
+
+
+def test_only_nginx_is_published_and_it_waits_for_a_healthy_web(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    nginx, web = services["nginx"], services["web"]
+    assert str(nginx["image"]).startswith("nginx:")
+    assert "ports" not in web, "web must be reached through nginx only"
+    assert [str(p) for p in web.get("expose", [])] == ["8000"]
+    assert any(str(p).endswith(":8080") for p in nginx["ports"])
+    assert nginx["environment"]["NGINX_PORT"] == "8080"
+    assert nginx["environment"]["SCANQUEUE_WEB"] == "web:8000"
+    assert nginx["depends_on"]["web"]["condition"] == "service_healthy"
+    assert "./deploy/nginx/templates:/etc/nginx/templates:ro" in nginx["volumes"]
+    probe = " ".join(nginx["healthcheck"]["test"])
+    assert "127.0.0.1:8080/healthz" in probe
+    # Behind exactly one proxy the app takes the client's address from X-Forwarded-For.
+    assert environment_of(web)["TRUSTED_PROXIES"] == "1"
+
+
+def test_web_and_the_image_run_gunicorn_with_the_committed_config(
+    compose: dict[str, Any],
+) -> None:
+    argv = argv_of(compose["services"]["web"])
+    assert option(argv, "-c", "--config") == GUNICORN_CONFIG
+    assert (REPO_ROOT / GUNICORN_CONFIG).is_file()
+    _parent, web_stage = dockerfile_stages()["web"]
+    cmd = re.search(r"^CMD\s+(\[.*\])\s*$", web_stage, flags=re.M)
+    assert cmd and json.loads(cmd.group(1)) == argv, "Dockerfile CMD and compose web differ"
+
+
+@pytest.mark.usefixtures("repo_on_path")
+def test_gunicorn_config_names_only_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gunicorn.config import KNOWN_SETTINGS
+
+    # gunicorn ignores a misspelt name silently; here it fails.
+    monkeypatch.setenv("WEB_WORKERS", "3")
+    monkeypatch.setenv("WEB_THREADS", "5")
+    namespace = runpy.run_path(str(REPO_ROOT / GUNICORN_CONFIG))
+    names = {n for n in namespace if not n.startswith("_") and n not in {"os", "load_settings"}}
+    assert names - {"annotations"} <= {setting.name for setting in KNOWN_SETTINGS}
+    assert namespace["worker_class"] == "gthread"
+    assert (namespace["workers"], namespace["threads"]) == (3, 5)
+    assert namespace["timeout"] > 0 and namespace["graceful_timeout"] > 0
+    assert {"limit_request_line", "limit_request_fields", "limit_request_field_size"} <= names
+
+
+@pytest.mark.usefixtures("repo_on_path")
+def test_nginx_body_limit_is_the_apps(compose: dict[str, Any]) -> None:
+    from webapp import FORM_OVERHEAD_BYTES
+    from webapp.config import Settings
+
+    fields = Settings.model_fields
+    env = compose["x-app-env"]
+    upload = int(env.get("MAX_UPLOAD_BYTES", fields["MAX_UPLOAD_BYTES"].default))
+    files = int(env.get("MAX_FILES_PER_JOB", fields["MAX_FILES_PER_JOB"].default))
+    [limit] = nginx_directives()["client_max_body_size"]
+    assert limit.endswith("m")
+    # Equal: nginx and the app refuse the same request, nginx before reading any of it.
+    assert int(limit[:-1]) * 1024 * 1024 == upload * files + FORM_OVERHEAD_BYTES
+
+
+def test_nginx_buffers_requests_and_drops_stalled_clients() -> None:
+    directives = nginx_directives()
+    assert directives["proxy_request_buffering"] == ["on"]
+    assert directives["proxy_buffering"] == ["on"]
+    for name in ("client_header_timeout", "client_body_timeout", "send_timeout"):
+        [value] = directives[name]
+        assert value.endswith("s") and 0 < int(value[:-1]) <= 60, (name, value)
+    for name in ("proxy_connect_timeout", "proxy_send_timeout", "proxy_read_timeout"):
+        assert directives[name], f"{name} missing"
+    # The probes are passed through (not answered by nginx itself).
+    assert "location = /healthz {" in (NGINX_TEMPLATES / "default.conf.template").read_text()
+
+
+@pytest.mark.parametrize("stage", ["web", "worker"])
+def test_images_default_to_production(stage: str) -> None:
+    stages = dockerfile_stages()
+    settings = ""
+    while stage in stages:  # the stage and every stage it builds on
+        stage, body = stages[stage]
+        settings += body
+    assert re.search(r"^ENV\s+SCANQUEUE_ENV=production\s*$", settings, flags=re.M)

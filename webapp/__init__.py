@@ -8,8 +8,9 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy.engine import make_url
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from webapp.config import PROJECT_ROOT, load_settings
+from webapp.config import PROJECT_ROOT, Settings, load_settings
 from webapp.errors import register_error_handlers
 from webapp.extensions import csrf, db, limiter, login_manager, migrate
 from webapp.queueing import celery_init_app
@@ -21,6 +22,17 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 FORM_OVERHEAD_BYTES = 1024 * 1024
 
 
+def _engine_options(settings: Settings) -> dict[str, Any]:
+    """Postgres: test pooled connections before use (they die with a database restart) and
+    give up connecting after a timeout, so an unreachable host answers 503 instead of hanging."""
+    if settings.is_sqlite:
+        return {}
+    return {
+        "pool_pre_ping": True,
+        "connect_args": {"connect_timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS},
+    }
+
+
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app from environment settings; ``overrides`` win (tests use them)."""
     settings = load_settings(**(overrides or {}))
@@ -30,7 +42,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY,
         SQLALCHEMY_DATABASE_URI=settings.DATABASE_URL,
-        SQLALCHEMY_ENGINE_OPTIONS={} if settings.is_sqlite else {"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
         MAX_CONTENT_LENGTH=settings.MAX_UPLOAD_BYTES * settings.MAX_FILES_PER_JOB
         + FORM_OVERHEAD_BYTES,
         TESTING=settings.SCANQUEUE_ENV == "testing",
@@ -52,6 +64,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         # The CSRF token lives as long as the session (a form left open for hours still works).
         WTF_CSRF_TIME_LIMIT=None,
     )
+    if settings.TRUSTED_PROXIES:
+        # Behind nginx every peer is the proxy: take the client from the headers it sets, and
+        # only from that many hops (a client's own X-Forwarded-For is not believed).
+        hops = settings.TRUSTED_PROXIES
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     if settings.is_sqlite and (database := make_url(settings.DATABASE_URL).database):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     settings.MEDIA_ROOT.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,25 @@ class Settings(BaseSettings):
     TASK_SOFT_TIME_LIMIT: int = Field(default=120, gt=0)
     TASK_TIME_LIMIT: int = Field(default=150, gt=0)
     BROKER_VISIBILITY_TIMEOUT: int = Field(default=3600, gt=0)
-    TASK_MAX_RETRIES: int = Field(default=3, ge=0)
+    # A task that loses the database is retried after BASE, 2xBASE, 4xBASE ... seconds, at most
+    # MAX_DELAY apart, TASK_MAX_RETRIES times: the defaults wait out 3.5 minutes of outage, and a
+    # job resumes at most MAX_DELAY after the database is back (no sweep needed).
+    TASK_MAX_RETRIES: int = Field(default=10, ge=0)
+    DB_RETRY_BASE_SECONDS: int = Field(default=2, gt=0)
+    DB_RETRY_MAX_DELAY_SECONDS: int = Field(default=30, gt=0)
+    # While the database is unreachable requests answer 503 database_unavailable with this
+    # Retry-After; connecting gives up after CONNECT_TIMEOUT so a dead host cannot hang requests.
+    DATABASE_RETRY_AFTER_SECONDS: int = Field(default=5, gt=0)
+    DATABASE_CONNECT_TIMEOUT_SECONDS: int = Field(default=5, gt=0)
+
+    # The web server (deploy/gunicorn.conf.py): processes, threads per process, and how long a
+    # process may stay unresponsive before gunicorn replaces it.
+    WEB_WORKERS: int = Field(default=2, gt=0)
+    WEB_THREADS: int = Field(default=8, gt=0)
+    WEB_TIMEOUT_SECONDS: int = Field(default=60, gt=0)
+    # How many reverse proxies (nginx in compose) stand in front of the app: their
+    # X-Forwarded-For/-Proto are trusted so rate limits count the client, not the proxy.
+    TRUSTED_PROXIES: int = Field(default=0, ge=0)
 
     # Models: the registry folder and which model (and version; empty = newest) serves a job type.
     MODEL_DIR: Path = PROJECT_ROOT / "models" / "registry"

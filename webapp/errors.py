@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from flask import Flask, Response, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
+
+from webapp.extensions import db
+from webapp.settings_access import current_settings
 
 # Paths answered in JSON; every other error is a page.
 JSON_PATH_PREFIXES = ("/api/", "/healthz", "/readyz")
@@ -27,6 +34,13 @@ def error_response(status: int, code: str, message: str) -> tuple[Response, int]
     return jsonify({"error": {"code": code, "message": message}}), status
 
 
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether the error means the database cannot be reached (as opposed to a bad query)."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 def _snake(name: str) -> str:
     return name.lower().replace(" ", "_").replace("-", "_")
 
@@ -38,6 +52,28 @@ def register_error_handlers(app: Flask) -> None:
     def _api_error(exc: ApiError) -> tuple[Response, int]:
         response, status = error_response(exc.status, exc.code, exc.message)
         response.headers.update(exc.headers)
+        return response, status
+
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeoutError)
+    def _database_error(exc: Exception) -> tuple[Response | str, int]:
+        if not is_database_unavailable(exc):
+            raise exc  # a real bug (bad query, constraint): Flask answers 500 and logs it
+        app.logger.warning("database unavailable (%s %s): %s", request.method, request.path, exc)
+        # The connection may be gone for good; the session is discarded at teardown anyway.
+        with contextlib.suppress(Exception):
+            db.session.rollback()
+        retry_after = str(current_settings().DATABASE_RETRY_AFTER_SECONDS)
+        message = "The database is unavailable for a moment; retry shortly."
+        if request.path.startswith(JSON_PATH_PREFIXES):
+            response, status = error_response(503, "database_unavailable", message)
+        else:
+            # Straight from Jinja: render_template's context processors would look up the
+            # signed-in user (Flask-Login), which needs the database that is down.
+            template = app.jinja_env.get_template("unavailable.html")
+            page = template.render(message=message, retry_after=retry_after)
+            response, status = Response(page, mimetype="text/html"), 503
+        response.headers["Retry-After"] = retry_after
         return response, status
 
     @app.errorhandler(HTTPException)

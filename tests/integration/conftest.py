@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +49,18 @@ class WorkerStack:
 
 
 @contextmanager
-def running_stack(base: Path, redis_url: str, **model_settings: str) -> Iterator[WorkerStack]:
-    """An app and a worker on a fresh Postgres database, a media root and the given models."""
+def running_stack(
+    base: Path,
+    redis_url: str,
+    *,
+    queues: str = "gpu,cpu",
+    worker_database: Callable[[str], str] = str,
+    **model_settings: str,
+) -> Iterator[WorkerStack]:
+    """An app and a worker on a fresh Postgres database, a media root and the given models.
+
+    ``worker_database`` maps the database URL to the one the worker uses (e.g. through a proxy).
+    """
     with fresh_postgres_database() as database_url:
         settings = {
             "SCANQUEUE_ENV": "testing",
@@ -63,8 +73,13 @@ def running_stack(base: Path, redis_url: str, **model_settings: str) -> Iterator
             **model_settings,
         }
         app = build_app(database_url, redis_url, base / "media", **settings)
-        env = {**os.environ, **settings, "PYTHONUNBUFFERED": "1"}
-        process = start_worker(env, base / "worker.log")
+        env = {
+            **os.environ,
+            **settings,
+            "DATABASE_URL": worker_database(database_url),
+            "PYTHONUNBUFFERED": "1",
+        }
+        process = start_worker(env, base / "worker.log", queues=queues)
         try:
             yield WorkerStack(app, process, base / "worker.log")
         finally:
