@@ -54,6 +54,12 @@ class SignInForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired()])
 
 
+class ConfirmAddressForm(FlaskForm):
+    """The account's password, to confirm its address with the emailed link."""
+
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
 class EmailForm(FlaskForm):
     """Just an email: resend the confirmation, or ask for a password reset."""
 

@@ -14,6 +14,7 @@ from webapp.account_links import LinkError, LinkPurpose, read_link_token
 from webapp.auth import authenticate
 from webapp.extensions import db
 from webapp.forms import (
+    ConfirmAddressForm,
     ConfirmForm,
     EmailForm,
     ResetPasswordForm,
@@ -43,7 +44,7 @@ SENT_IF_REGISTERED = (
 )
 SIGNED_UP = (
     "We have sent an email to {email}. Follow the link in it within {minutes} minutes to "
-    "confirm the address, then sign in."
+    "confirm the address with your password."
 )
 # Browsers drop tabs and newlines from URLs and read a backslash as "/": "/<tab>/evil" and
 # "/\evil" both become "//evil", another site. No control character, space or backslash passes.
@@ -108,18 +109,37 @@ def signout() -> Response:
     return redirect(url_for("accounts.signin"))
 
 
-@bp.get("/confirm/<token>")
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+@signin_per_address
 def confirm(token: str) -> str | Response | tuple[str, int]:
-    """Mark the address confirmed; every session and token issued before ends."""
+    """Confirm the address with the account's password; every session and token issued before
+    ends, and this browser is signed in.
+
+    The password proves that whoever confirms also chose it: a link in the owner's inbox must not
+    confirm an account that someone else signed up with, and a mail scanner opening the link (a
+    GET) confirms nothing.
+    """
     try:
         user = read_link_token(LinkPurpose.CONFIRM_EMAIL, token)
     except LinkError as error:
         return unusable_link(error, "confirmation", "changed", "accounts.resend_confirmation")
-    if account_security.confirm_address(user):
-        flash("Your email address is confirmed. Sign in to submit jobs.", "info")
-    else:
+    if user.is_confirmed:
         flash("Your email address was already confirmed.", "info")
-    return redirect(url_for("accounts.signin"))
+        return redirect(url_for("accounts.signin"))
+    form = ConfirmAddressForm()
+    if form.validate_on_submit():
+        if user.check_password(form.password.data or ""):
+            account_security.confirm_address(user)
+            start_session(user)
+            flash("Your email address is confirmed. You can submit jobs now.", "info")
+            return redirect(url_for("pages.dashboard"))
+        record_signin_failure()
+        flash(
+            "That is not the password this account was signed up with. If you did not sign up "
+            "with it, sign up again: the newest sign-up replaces an unconfirmed account.",
+            "error",
+        )
+    return render_template("accounts/confirm.html", form=form, email=user.email)
 
 
 @bp.route("/confirm", methods=["GET", "POST"])

@@ -112,8 +112,7 @@ def test_pre_hijacked_account_gives_the_attacker_nothing(
     # Two confirmations: the attacker's (it names the replaced account) and the victim's.
     attackers_link, victims_link = (link_path(m) for m in mail_sink.to(victim_email))
     assert victim.get(attackers_link).status_code == 400
-    assert victim.get(victims_link).status_code == 302
-    assert sign_in(victim, victim_email).status_code == 302
+    assert post_form(victim, victims_link, {"password": DEFAULT_PASSWORD}).status_code == 302
     subject = make_subject(db.session.scalar(db.select(User).filter_by(email=victim_email)))
     make_prediction(subject)
     headers = bearer(victim, victim_email)
@@ -147,9 +146,32 @@ def test_confirming_the_address_ends_every_earlier_session(
     stolen = copy_of(client)
     assert stolen.get("/").status_code == 200
     link = latest_link(app, mail_sink, email)
-    assert second_browser(client).get(link).status_code == 302
+    confirming = second_browser(client)
+    assert post_form(confirming, link, {"password": DEFAULT_PASSWORD}).status_code == 302
     assert stolen.get("/").status_code == 302
     assert client.get("/").status_code == 302
+    assert confirming.get("/").status_code == 200
+
+
+def test_a_sign_up_after_the_owner_is_not_confirmed_by_the_owner_clicking(
+    app: Flask, client: FlaskClient, mail_sink: MailSink
+) -> None:
+    # The owner signs up first; an attacker signs up again with the owner's address (replacing
+    # the unconfirmed account with their own password); the newest link lands in the owner's
+    # inbox. Following it must not confirm an account whose password the attacker knows.
+    email = new_address()
+    owner = second_browser(client, "10.0.0.4")
+    sign_up(owner, email, DEFAULT_PASSWORD)
+    sign_up(client, email, ATTACKER_PASSWORD)
+    link = latest_link(app, mail_sink, email)
+    assert owner.get(link).status_code == 200  # a GET (a mail scanner) confirms nothing
+    refused = post_form(owner, link, {"password": DEFAULT_PASSWORD})
+    assert refused.status_code == 200
+    assert "not the password this account was signed up with" in refused.get_data(as_text=True)
+    assert not db.session.scalar(db.select(User).filter_by(email=email)).is_confirmed
+    assert sign_in(client, email, ATTACKER_PASSWORD).status_code == 302
+    refused_tokens = client.post("/api/v1/tokens", headers=basic(email, ATTACKER_PASSWORD))
+    assert refused_tokens.status_code == 403
 
 
 def test_a_signed_token_made_before_a_password_change_is_refused(client: FlaskClient) -> None:
