@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import base64
-import io
-import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from flask.testing import FlaskClient
 from PIL import Image
@@ -16,7 +13,7 @@ from PIL import Image
 from tests.builders import (
     DEFAULT_PASSWORD,
     bearer,
-    dicom_bytes,
+    dicom_with_spacing,
     ellipse_mask_png,
     encode,
     make_user,
@@ -42,19 +39,6 @@ def assert_nothing_stored(media_root: Path) -> None:
 def png_with_big_colour_profile() -> bytes:
     """A tiny PNG whose (compressed) ICC profile inflates to 50 MB."""
     return encode(Image.new("L", (8, 8)), "PNG", icc_profile=b"\0" * (50 * 1024 * 1024))
-
-
-def dicom_with_spacing(spacing: str) -> bytes:
-    """A valid DICOM whose PixelSpacing is the given text, twice (pydicom writes it as is)."""
-    from pydicom import dcmread
-
-    dataset = dcmread(io.BytesIO(dicom_bytes(np.zeros((60, 80), dtype=np.uint8), (0.2, 0.2))))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # pydicom warns that NaN is not a valid DS
-        dataset.PixelSpacing = [spacing, spacing]
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def nested(depth: int) -> str:
