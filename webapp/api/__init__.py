@@ -15,7 +15,8 @@ def refuse_nul_characters() -> None:
     """
     texts = [request.path, *(text for pair in request.args.items(multi=True) for text in pair)]
     texts += [text for pair in request.form.items(multi=True) for text in pair]
-    if any("\x00" in text for text in texts):
+    # A form part without a name is filed under None.
+    if any(text is not None and "\x00" in text for text in texts):
         raise ApiError(400, "invalid_characters", "The request contains a NUL character.")
 
 

@@ -146,7 +146,9 @@ def _parse_params(raw: str | None, job_type: JobType) -> dict[str, Any]:
 
 
 def _checked_files(job_type: JobType) -> list[CheckedImage]:
-    extra_fields = sorted((set(request.files) - {FILES_FIELD}) | (set(request.form) - FORM_FIELDS))
+    unexpected = (set(request.files) - {FILES_FIELD}) | (set(request.form) - FORM_FIELDS)
+    # A multipart part without a name is filed under None.
+    extra_fields = sorted("(no name)" if name is None else name for name in unexpected)
     if extra_fields:
         raise ApiError(
             400, "unexpected_field", f"Unexpected form field(s): {', '.join(extra_fields)}."

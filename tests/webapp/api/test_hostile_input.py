@@ -126,3 +126,34 @@ def test_nul_characters_in_queries_paths_and_credentials_are_4xx(
     response = client.post("/api/v1/tokens", headers={"Authorization": f"Basic {basic}"})
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "invalid_credentials"
+
+
+def test_a_form_part_without_a_name_is_an_unexpected_field(
+    client: FlaskClient, headers: dict[str, str], media_root: Path
+) -> None:
+    boundary = "b0undary"
+    parts = [
+        ('name="type"', b"perimeter"),
+        ('name="params"', b'{"pixel_spacing_mm": 0.1}'),
+        ('name="files"; filename="m.png"', ellipse_mask_png()),
+        ("", b"no name"),
+    ]
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n".encode()
+            + content
+            + b"\r\n"
+            for disposition, content in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    response = client.post(
+        "/api/v1/jobs",
+        data=body,
+        headers=headers,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
+
+    assert response.status_code == 400, response.get_data(as_text=True)[:500]
+    assert response.get_json()["error"]["code"] == "unexpected_field"
+    assert_nothing_stored(media_root)
