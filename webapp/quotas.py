@@ -34,8 +34,9 @@ def check_queue_quota(user_id: int, new_jobs: int, new_bytes: int, *, lock: bool
     """Refuse a submission that would take the user over MAX_QUEUED_JOBS/BYTES_PER_USER.
 
     With ``lock`` (call it in the transaction that inserts the jobs) the user's row is locked
-    first (Postgres), so two uploads of one user are counted one after the other and cannot
-    both slip under the limit; SQLite runs one writer at a time anyway.
+    first, so on Postgres two uploads of one user are counted one after the other and cannot
+    both slip under the limit. SQLite (development) has no row locks: simultaneous uploads may
+    overshoot by a submission each.
     """
     settings = current_settings()
     if lock:
@@ -51,7 +52,7 @@ def check_queue_quota(user_id: int, new_jobs: int, new_bytes: int, *, lock: bool
         ),
         (
             "queue_quota_exceeded",
-            "input bytes",
+            "bytes of input to unfinished jobs",
             size,
             new_bytes,
             settings.MAX_QUEUED_BYTES_PER_USER,
@@ -61,13 +62,13 @@ def check_queue_quota(user_id: int, new_jobs: int, new_bytes: int, *, lock: bool
         if new > limit:
             # Waiting would not help: this submission alone is over the limit.
             raise ApiError(
-                413, code, f"This submission alone has {new} {what}; the limit is {limit}."
+                413, code, f"This submission alone ({new}) is over the limit of {limit} {what}."
             )
         if current + new > limit:
             raise ApiError(
                 429,
                 code,
-                f"You have {current} {what}; this submission adds {new}, over the limit of "
-                f"{limit}. Retry when some of your jobs have finished.",
+                f"Over the limit of {limit} {what} per user: you have {current}, this "
+                f"submission adds {new}. Retry when some of your jobs have finished.",
                 headers={"Retry-After": str(settings.QUEUE_QUOTA_RETRY_AFTER)},
             )
