@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,33 @@ class PipelineOutput:
     result: dict[str, Any]
     artifacts: list[ArtifactData] = field(default_factory=list)
     model: ModelIdentity | None = None
+
+    def __post_init__(self) -> None:
+        # NaN and infinity are not JSON: Postgres refuses to store them and SQLite would hand
+        # back "Infinity" to clients. The job fails saying so instead.
+        where = non_finite_number(self.result)
+        if where is not None:
+            raise PipelineError(
+                "non_finite_result",
+                f"The computation gave a value that is not a finite number ({where}); the "
+                "input is probably degenerate.",
+            )
+
+
+def non_finite_number(value: object, path: str = "result") -> str | None:
+    """Where a NaN or infinite float sits in a JSON-like value (``result.a[1] = nan``), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path} = {value}"
+    if isinstance(value, dict):
+        items: Any = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for item_path, item in items:
+        if (found := non_finite_number(item, item_path)) is not None:
+            return found
+    return None
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,17 @@ from pipelines.base import PipelineError
 DICOM_MAGIC_OFFSET = 128
 # Row and column spacing closer than this are treated as square pixels.
 ISOTROPY_TOLERANCE = 0.01
+# Pixel sizes accepted (mm), from a DICOM or from a job's params: 0.1 µm to 10 cm. Anything
+# outside is a broken header or a typo, and a huge one overflows areas and lengths to infinity.
+PIXEL_SPACING_RANGE_MM = (1e-4, 100.0)
+
+
+def pixel_spacing_problem(value: float) -> str | None:
+    """Why a pixel size (mm) is unusable, or None when it is finite and in range."""
+    low, high = PIXEL_SPACING_RANGE_MM
+    if not math.isfinite(value) or not low <= value <= high:
+        return f"must be a number from {low:g} to {high:g} mm, got {value!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -67,9 +79,17 @@ def dicom_pixel_spacing(dataset: object) -> float | None:
     spacing = getattr(dataset, "PixelSpacing", None)
     if spacing is None or len(spacing) != 2:
         return None
-    row, column = float(spacing[0]), float(spacing[1])
-    if row <= 0 or column <= 0:
-        return None
+    try:
+        row, column = float(spacing[0]), float(spacing[1])
+    except (TypeError, ValueError, OverflowError):
+        raise PipelineError(
+            "invalid_pixel_spacing", f"PixelSpacing {spacing!r} is not a pair of numbers."
+        ) from None
+    if row == 0 and column == 0:
+        return None  # some writers put zeros for "unknown"
+    for value in (row, column):
+        if problem := pixel_spacing_problem(value):
+            raise PipelineError("invalid_pixel_spacing", f"PixelSpacing {problem}.")
     if abs(row - column) > ISOTROPY_TOLERANCE * max(row, column):
         raise PipelineError(
             "anisotropic_pixels",

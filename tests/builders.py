@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import re
+import warnings
 from datetime import date
 from email.message import EmailMessage
 from typing import Any
@@ -129,6 +130,19 @@ def dicom_bytes(pixels: np.ndarray, pixel_spacing: tuple[float, float] | None) -
     if pixel_spacing is not None:
         dataset.PixelSpacing = [f"{pixel_spacing[0]:.6g}", f"{pixel_spacing[1]:.6g}"]
     dataset.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def dicom_with_spacing(spacing: str) -> bytes:
+    """A valid DICOM whose PixelSpacing is this text twice (even one pydicom calls invalid)."""
+    from pydicom import dcmread
+
+    dataset = dcmread(io.BytesIO(dicom_bytes(np.zeros((60, 80), dtype=np.uint8), (0.2, 0.2))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pydicom warns that NaN is not a valid DS
+        dataset.PixelSpacing = [spacing, spacing]
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()

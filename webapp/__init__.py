@@ -14,6 +14,7 @@ from webapp.config import PROJECT_ROOT, Settings, load_settings
 from webapp.errors import register_error_handlers
 from webapp.extensions import csrf, db, limiter, login_manager, migrate
 from webapp.queueing import celery_init_app
+from webapp.request_guards import register_request_guards
 from webapp.security_headers import register_security_headers
 from webapp.settings_access import SETTINGS_KEY
 
@@ -98,6 +99,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     register_error_handlers(app)
     register_security_headers(app, production)
+    register_request_guards(app)
     register_cli(app)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     MAX_UPLOAD_BYTES: int = Field(default=50 * 1024 * 1024, gt=0)
     MAX_IMAGE_PIXELS: int = Field(default=40_000_000, gt=0)
     MAX_FILES_PER_JOB: int = Field(default=30, gt=0)
+    # Per user, over jobs not yet final (a batch counts one job per file, a sequence one job):
+    # a submission that would go over either limit gets 429 with Retry-After (seconds).
+    MAX_QUEUED_JOBS_PER_USER: int = Field(default=100, gt=0)
+    MAX_QUEUED_BYTES_PER_USER: int = Field(default=2 * 1024**3, gt=0)
+    QUEUE_QUOTA_RETRY_AFTER: int = Field(default=30, gt=0)
 
     # API tokens (signed with SECRET_KEY).
     TOKEN_TTL_SECONDS: int = Field(default=3600, gt=0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 
 from pipelines.faces import CROP_SIZE_RANGE
 from pipelines.faces import DEFAULTS as FACE_DEFAULTS
+from pipelines.scans import PIXEL_SPACING_RANGE_MM
 from webapp.errors import ApiError
 
 ParamsValidator = Callable[[Mapping[str, Any]], dict[str, Any]]
@@ -19,19 +19,6 @@ ParamsValidator = Callable[[Mapping[str, Any]], dict[str, Any]]
 def invalid_params(message: str) -> ApiError:
     """The error for parameters that are missing, unknown or out of range."""
     return ApiError(400, "invalid_params", message)
-
-
-def positive_number(params: Mapping[str, Any], name: str) -> float:
-    """A required, finite number greater than zero."""
-    if name not in params:
-        raise invalid_params(f"'{name}' is required.")
-    value = params[name]
-    # bool is an int in Python; true/false are not a spacing.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise invalid_params(f"'{name}' must be a number, got {value!r}.")
-    if not math.isfinite(value) or value <= 0:
-        raise invalid_params(f"'{name}' must be a finite number greater than 0, got {value!r}.")
-    return float(value)
 
 
 def reject_unknown(params: Mapping[str, Any], allowed: set[str]) -> None:
@@ -43,23 +30,31 @@ def reject_unknown(params: Mapping[str, Any], allowed: set[str]) -> None:
         )
 
 
+def _number_in(params: Mapping[str, Any], name: str, low: float, high: float) -> float:
+    value = params[name]
+    # bool is an int in Python; NaN fails every comparison, so the range check refuses it too.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise invalid_params(f"'{name}' must be a number from {low:g} to {high:g}, got {value!r}.")
+    return float(value)
+
+
+def pixel_spacing_mm(params: Mapping[str, Any]) -> float:
+    """The required pixel size in mm: finite and within PIXEL_SPACING_RANGE_MM."""
+    if "pixel_spacing_mm" not in params:
+        raise invalid_params("'pixel_spacing_mm' is required.")
+    return _number_in(params, "pixel_spacing_mm", *PIXEL_SPACING_RANGE_MM)
+
+
 def _perimeter_params(params: Mapping[str, Any]) -> dict[str, Any]:
     reject_unknown(params, {"pixel_spacing_mm"})
-    return {"pixel_spacing_mm": positive_number(params, "pixel_spacing_mm")}
+    return {"pixel_spacing_mm": pixel_spacing_mm(params)}
 
 
 def _segmentation_params(params: Mapping[str, Any]) -> dict[str, Any]:
     reject_unknown(params, {"pixel_spacing_mm"})
     if "pixel_spacing_mm" not in params:
         return {}
-    return {"pixel_spacing_mm": positive_number(params, "pixel_spacing_mm")}
-
-
-def _number_in(params: Mapping[str, Any], name: str, low: float, high: float) -> float:
-    value = params[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise invalid_params(f"'{name}' must be a number from {low} to {high}, got {value!r}.")
-    return float(value)
+    return {"pixel_spacing_mm": pixel_spacing_mm(params)}
 
 
 def _integer_in(params: Mapping[str, Any], name: str, low: int, high: int) -> int:

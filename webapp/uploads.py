@@ -13,6 +13,7 @@ from werkzeug.utils import secure_filename
 from pipelines.base import PipelineError
 from pipelines.scans import dicom_pixel_spacing
 from webapp.errors import ApiError
+from webapp.records import JobInput
 
 CONTENT_TYPES = {
     "PNG": "image/png",
@@ -22,6 +23,9 @@ CONTENT_TYPES = {
 }
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "TIFF": "tif", "DICOM": "dcm"}
 DICOM_PREAMBLE = 128
+# Postgres refuses a file name longer than its column.
+MAX_FILENAME_LENGTH: int = JobInput.__table__.c.filename.type.length
+MAX_EXTENSION_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ def check_image(
     """Decode the whole image to prove what it is; refuse bombs, corrupt and foreign files."""
     name = _display_name(upload)
     data = read_limited(upload, max_bytes)
+    # Pillow may fail inside Image.open, before the format is known.
+    image_format = "an image"
     if not data:
         raise ApiError(400, "empty_file", f"{name} is empty.")
     if data[DICOM_PREAMBLE : DICOM_PREAMBLE + 4] == b"DICM":
@@ -75,10 +81,10 @@ def check_image(
             # Pillow only warns below 2x MAX_IMAGE_PIXELS; the size is checked explicitly below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
-                image_format = image.format or ""
+                image_format = image.format or "unknown"
                 width, height = image.size
                 if image_format not in formats:
-                    raise _unsupported(name, image_format or "unknown", formats)
+                    raise _unsupported(name, image_format, formats)
                 if width * height > max_pixels:
                     raise _too_many_pixels(name, width, height, max_pixels)
                 image.load()
@@ -96,7 +102,13 @@ def check_image(
 
 
 def _display_name(upload: FileStorage) -> str:
-    return secure_filename(upload.filename or "") or "upload"
+    """A safe file name that fits its column: a long one keeps its start and its extension."""
+    name = secure_filename(upload.filename or "") or "upload"
+    if len(name) <= MAX_FILENAME_LENGTH:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    suffix = f"{dot}{extension}" if stem and len(extension) <= MAX_EXTENSION_LENGTH else ""
+    return name[: MAX_FILENAME_LENGTH - len(suffix)] + suffix
 
 
 def _unsupported(name: str, found: str, formats: frozenset[str]) -> ApiError:

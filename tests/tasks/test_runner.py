@@ -191,3 +191,18 @@ def test_a_later_stage_does_not_revive_a_cancelled_job(app: Flask, client: Flask
 
     assert run_job(perimeter_task(app), str(job_id), never, Stage(first=False)) == "skipped"
     assert fetch(job_id).status == "cancelled"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_result_fails_the_job_instead_of_being_stored(
+    app: Flask, client: FlaskClient, value: float
+) -> None:
+    job_id = new_job(client)
+
+    def overflowing(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
+        return PipelineOutput(result={"axes_mm": [1.0, value]})
+
+    assert run_job(perimeter_task(app), str(job_id), overflowing) == "failed"
+    job = fetch(job_id)
+    assert job.status == "failed" and job.result is None
+    assert job.error_code == "non_finite_result" and "result.axes_mm[1]" in job.error_message

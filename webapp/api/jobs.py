@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, g, jsonify, request, send_file, url_for
 
+from webapp import strict_json
 from webapp.api import bp
 from webapp.auth import token_required
 from webapp.errors import ApiError
@@ -17,6 +18,7 @@ from webapp.extensions import db
 from webapp.job_state import cancel
 from webapp.jobtypes import JobType, get_job_type, invalid_params
 from webapp.queueing import enqueue_job, revoke_job
+from webapp.quotas import check_queue_quota
 from webapp.records import Artifact, Job, JobInput, JobStatus, Subject
 from webapp.settings_access import current_settings
 from webapp.storage import MediaStorage
@@ -27,6 +29,12 @@ log = logging.getLogger(__name__)
 FILES_FIELD = "files"
 FORM_FIELDS = {"type", "params", "subject_id"}
 MAX_PER_PAGE = 100
+# The largest params (30 taken_at dates) are about 1 kB and nest two levels deep.
+MAX_PARAMS_CHARS = 16_384
+MAX_PARAMS_DEPTH = 8
+# Ids are Postgres integers: a longer number is no subject, not a database error.
+SUBJECT_ID = re.compile(r"[0-9]{1,10}")
+MAX_SUBJECT_ID = 2**31 - 1
 
 
 def media_storage() -> MediaStorage:
@@ -129,16 +137,18 @@ def _parse_params(raw: str | None, job_type: JobType) -> dict[str, Any]:
         params: Any = {}
     else:
         try:
-            params = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise invalid_params(f"'params' is not valid JSON: {exc.msg}.") from None
+            params = strict_json.loads(raw, max_chars=MAX_PARAMS_CHARS, max_depth=MAX_PARAMS_DEPTH)
+        except ValueError as exc:
+            raise invalid_params(f"'params' is not valid JSON: {exc}.") from None
     if not isinstance(params, dict):
         raise invalid_params("'params' must be a JSON object.")
     return job_type.validate_params(params)
 
 
 def _checked_files(job_type: JobType) -> list[CheckedImage]:
-    extra_fields = sorted((set(request.files) - {FILES_FIELD}) | (set(request.form) - FORM_FIELDS))
+    unexpected = (set(request.files) - {FILES_FIELD}) | (set(request.form) - FORM_FIELDS)
+    # A multipart part without a name is filed under None.
+    extra_fields = sorted("(no name)" if name is None else name for name in unexpected)
     if extra_fields:
         raise ApiError(
             400, "unexpected_field", f"Unexpected form field(s): {', '.join(extra_fields)}."
@@ -186,7 +196,9 @@ def _subject_id(raw: str | None) -> int | None:
     """The caller's (not deleted) subject named by the form, or None when none is named."""
     if raw is None or not raw.strip():
         return None
-    subject = db.session.get(Subject, int(raw)) if raw.strip().isdigit() else None
+    number = int(raw) if SUBJECT_ID.fullmatch(raw.strip()) else None
+    valid = number is not None and 0 < number <= MAX_SUBJECT_ID
+    subject = db.session.get(Subject, number) if valid else None
     if subject is None or subject.owner_id != g.user.id or subject.deleted_at is not None:
         raise ApiError(404, "subject_not_found", f"No subject {raw.strip()!r}.")
     return subject.id
@@ -200,6 +212,8 @@ def _store_jobs(
 ) -> list[Job]:
     """Create the jobs, their input rows and files in one transaction; on failure none remain."""
     storage = media_storage()
+    # Before the jobs exist in the session (autoflush would count them); holds the lock to commit.
+    check_queue_quota(g.user.id, len(groups), sum(len(c.data) for files in groups for c in files))
     jobs = [
         Job(id=uuid.uuid4(), owner=g.user, type=job_type.name, params=params, subject_id=subject_id)
         for _ in groups
@@ -274,6 +288,8 @@ def create_job() -> tuple[Response, int]:
             "Confirm your email address (follow the link we sent) before submitting jobs.",
         )
     job_type = get_job_type(request.form.get("type"))
+    # A cheap early refusal before the files are decoded; the count that holds is in _store_jobs.
+    check_queue_quota(g.user.id, 1, 0, lock=False)
     subject_id = _subject_id(request.form.get("subject_id"))
     params = _parse_params(request.form.get("params"), job_type)
     files = _checked_files(job_type)

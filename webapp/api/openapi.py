@@ -6,7 +6,9 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from pipelines.scans import PIXEL_SPACING_RANGE_MM
 from webapp.api import bp
+from webapp.api.jobs import MAX_PARAMS_CHARS, MAX_PARAMS_DEPTH, MAX_SUBJECT_ID
 from webapp.jobtypes import JOB_TYPES
 from webapp.records import JobStatus
 
@@ -40,6 +42,13 @@ JOB_ID = {
     "schema": {"type": "string", "format": "uuid"},
 }
 UNAUTHORIZED = _error("Missing, invalid or expired token.")
+INVALID_CHARACTERS = _error("invalid_characters: a NUL character in the path, query or form.")
+QUOTA_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before submitting again.",
+        "schema": {"type": "integer"},
+    }
+}
 NOT_FOUND = _error("No such job for this user (another user's job is also a 404).")
 
 SCHEMAS: dict[str, Any] = {
@@ -92,6 +101,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Job": {
         "type": "object",
+        "required": ["id", "type", "status", "params", "inputs", "artifacts", "url"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
             "type": {"type": "string", "enum": sorted(JOB_TYPES)},
@@ -140,6 +150,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "JobBatch": {
         "type": "object",
+        "required": ["jobs"],
         "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
     },
     "JobPage": {
@@ -195,14 +206,23 @@ PATHS: dict[str, Any] = {
                                 },
                                 "subject_id": {
                                     "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": MAX_SUBJECT_ID,
                                     "description": "Attach the job to one of your subjects.",
                                 },
                                 "params": {
                                     "type": "string",
+                                    "maxLength": MAX_PARAMS_CHARS,
                                     "description": 'A JSON object, e.g. {"pixel_spacing_mm": '
                                     "0.15} or, for sequence_inference, "
                                     '{"taken_at": ["2026-01-05", "2026-01-19"]} (one ISO 8601 '
-                                    "date per photo, in upload order).",
+                                    "date per photo, in upload order). Strict JSON: at most "
+                                    f"{MAX_PARAMS_CHARS} characters, nested at most "
+                                    f"{MAX_PARAMS_DEPTH} levels, no NaN or Infinity. "
+                                    "pixel_spacing_mm (mm per pixel) must be from "
+                                    f"{PIXEL_SPACING_RANGE_MM[0]:g} to "
+                                    f"{PIXEL_SPACING_RANGE_MM[1]:g}; so must a DICOM's "
+                                    "PixelSpacing.",
                                 },
                             },
                         }
@@ -231,7 +251,8 @@ PATHS: dict[str, Any] = {
                 },
                 "400": _error(
                     "unknown_job_type, missing_files, too_many_files, unexpected_field, "
-                    "invalid_params, empty_file, missing_pixel_spacing, taken_at_mismatch."
+                    "invalid_params, empty_file, missing_pixel_spacing, taken_at_mismatch, "
+                    "invalid_characters."
                 ),
                 "401": UNAUTHORIZED,
                 "403": _error(
@@ -239,12 +260,28 @@ PATHS: dict[str, Any] = {
                     "csrf_failed: a session request without the CSRF token."
                 ),
                 "404": _error("subject_not_found: no such subject of yours (or it was deleted)."),
-                "413": _error("file_too_large, image_too_large (pixels), request_too_large."),
+                "413": _error(
+                    "file_too_large, image_too_large (pixels), request_too_large; "
+                    "too_many_queued_jobs or queue_quota_exceeded when this submission alone "
+                    "is over MAX_QUEUED_JOBS_PER_USER or MAX_QUEUED_BYTES_PER_USER."
+                ),
                 "415": _error("unsupported_media_type: not an accepted image format."),
                 "422": _error(
-                    "corrupt_image: the file does not decode; anisotropic_pixels: a DICOM "
-                    "with non-square PixelSpacing."
+                    "corrupt_image: the file does not decode (truncated, or metadata such as "
+                    "a colour profile too large); anisotropic_pixels: a DICOM with non-square "
+                    "PixelSpacing; invalid_pixel_spacing: a DICOM PixelSpacing that is not a "
+                    "finite number in range."
                 ),
+                "429": {
+                    **_error(
+                        "too_many_queued_jobs: your jobs not yet finished would exceed "
+                        "MAX_QUEUED_JOBS_PER_USER (a batch counts one job per file); "
+                        "queue_quota_exceeded: their input bytes would exceed "
+                        "MAX_QUEUED_BYTES_PER_USER. Nothing was stored; retry after Retry-After "
+                        "seconds, or once some of your jobs have finished."
+                    ),
+                    "headers": QUOTA_RETRY_AFTER,
+                },
                 "503": _error("queue_unavailable: nothing was stored; retry later."),
             },
         },
@@ -266,7 +303,7 @@ PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": _json("JobPage", "One page of jobs."),
-                "400": _error("invalid_query."),
+                "400": _error("invalid_query, invalid_characters."),
                 "401": UNAUTHORIZED,
             },
         },
@@ -277,6 +314,7 @@ PATHS: dict[str, Any] = {
             "parameters": [JOB_ID],
             "responses": {
                 "200": {**_json("Job", "The job."), "headers": RETRY_AFTER},
+                "400": INVALID_CHARACTERS,
                 "401": UNAUTHORIZED,
                 "404": NOT_FOUND,
             },
@@ -286,6 +324,7 @@ PATHS: dict[str, Any] = {
             "parameters": [JOB_ID],
             "responses": {
                 "200": _json("Job", "The cancelled job."),
+                "400": INVALID_CHARACTERS,
                 "401": UNAUTHORIZED,
                 "404": NOT_FOUND,
                 "409": _error(
@@ -304,6 +343,7 @@ PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": {"description": "The file.", "content": {"application/octet-stream": {}}},
+                "400": INVALID_CHARACTERS,
                 "401": UNAUTHORIZED,
                 "404": _error("job_not_found or artifact_not_found."),
                 "410": _error("artifact_gone: removed by retention."),

@@ -109,3 +109,11 @@ def test_unknown_pages_are_html_and_api_errors_stay_json(client: FlaskClient) ->
     assert page.status_code == 404 and page.mimetype == "text/html"
     api = client.get("/api/v1/no-such-thing")
     assert api.status_code == 404 and api.get_json()["error"]["code"] == "not_found"
+
+
+def test_a_nul_character_in_a_form_is_a_400_page_not_a_500(client: FlaskClient) -> None:
+    sign_in(client, make_user().email)
+    response = post_form(client, "/subjects/new", {"name": "Baby\x00Doe", "due_date": ""})
+    assert response.status_code == 400
+    assert "NUL character" in response.get_data(as_text=True)
+    assert db.session.scalar(db.select(db.func.count()).select_from(Subject)) == 0
