@@ -76,7 +76,7 @@ def test_a_silent_running_job_is_requeued_then_failed_after_max_attempts(
     assert sent.task_ids == [str(job_id)]  # the lost-message sweep finds it by this id
 
     # Attempts 2 .. max-1 die the same way and are re-queued; the last one is failed.
-    for _ in range(current_settings().STALE_MAX_ATTEMPTS - 2):
+    for _ in range(current_settings().MAX_ATTEMPTS - 2):
         job_state.claim(job_id, "dead-worker@host")
         assert sweep_stale_jobs(utcnow() + later(), sent).requeued == [job_id]
     job_state.claim(job_id, "dead-worker@host")
@@ -84,7 +84,7 @@ def test_a_silent_running_job_is_requeued_then_failed_after_max_attempts(
     assert swept.failed == [job_id]
     failed = row(job_id)
     assert failed.status == "failed" and failed.error_code == WORKER_LOST
-    assert str(current_settings().STALE_MAX_ATTEMPTS) in failed.error_message
+    assert str(current_settings().MAX_ATTEMPTS) in failed.error_message
 
 
 def test_a_job_with_a_fresh_heartbeat_is_left_alone(client: FlaskClient) -> None:
