@@ -54,15 +54,16 @@ def held_delivery_tags(consumer: Any) -> list[str]:
 
 
 def pool_state(consumer: Any) -> dict[str, int | None]:
-    """How many pool processes there are and how many have finished starting up (prefork)."""
+    """How many pool processes there are and how many have reported up (finished starting)."""
     pool = getattr(getattr(consumer, "pool", None), "_pool", None)
     processes = getattr(pool, "_pool", None)
-    waiting = getattr(pool, "_waiting_to_start", None)
-    if processes is None or waiting is None:
+    # AsynPool files a process's input queue here when its UP message arrives, and removes it
+    # when the process exits: exactly the processes that can take work.
+    up = getattr(pool, "_fileno_to_inq", None)
+    if processes is None or up is None:
         return {"processes": None, "ready": None}
-    processes = list(processes)
-    ready = [proc for proc in processes if proc not in waiting and proc.exitcode is None]
-    return {"processes": len(processes), "ready": len(ready)}
+    ready = {id(proc) for proc in list(up.values()) if proc.exitcode is None}
+    return {"processes": len(list(processes)), "ready": len(ready)}
 
 
 class Heartbeat:
