@@ -158,6 +158,27 @@ def _update_if_silent(job: Job, **values: object) -> bool:
     return changed
 
 
+def dead_letters(limit: int | None = None) -> list[Job]:
+    """The jobs given up on because their worker kept dying under them (``worker_lost``),
+    newest first: the operators' dead-letter list. Their messages are acknowledged; running
+    one again is a new submission."""
+    query = (
+        sa.select(Job)
+        .where(Job.status == JobStatus.FAILED.value, Job.error_code == WORKER_LOST)
+        .order_by(Job.finished_at.desc(), Job.id)
+    )
+    return list(db.session.scalars(query.limit(limit) if limit else query))
+
+
+def count_dead_letters() -> int:
+    """How many jobs are in the dead-letter list."""
+    return db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Job)
+        .where(Job.status == JobStatus.FAILED.value, Job.error_code == WORKER_LOST)
+    )
+
+
 def purge_old_artifacts(now: datetime | None = None) -> int:
     """Remove the artifact files of jobs finished more than ARTIFACT_RETENTION_DAYS ago; the
     rows stay, marked ``purged_at``. Returns how many jobs were purged."""
