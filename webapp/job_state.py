@@ -80,8 +80,16 @@ def give_up_if_exhausted(job_id: uuid.UUID, max_attempts: int) -> Job | None:
     return db.session.get(Job, job_id)
 
 
-def resume(job_id: uuid.UUID) -> Job | None:
-    """A running job whose next stage starts now; None if it was cancelled or is gone."""
+def resume(job_id: uuid.UUID, count_attempt: bool = False) -> Job | None:
+    """A running job whose next stage starts now; None if it was cancelled or is gone.
+
+    ``count_attempt``: the stage's message is a redelivery (its process died), which counts as
+    an attempt towards MAX_ATTEMPTS.
+    """
+    if count_attempt:
+        _guarded_update(
+            job_id, (JobStatus.RUNNING.value,), attempts=Job.attempts + 1, heartbeat_at=utcnow()
+        )
     db.session.expire_all()
     job = db.session.get(Job, job_id)
     return job if job is not None and job.status == JobStatus.RUNNING.value else None

@@ -241,3 +241,36 @@ def test_a_job_below_max_attempts_runs_again(app: Flask, client: FlaskClient) ->
     assert job_state.claim(job_id, "w@host") is not None  # one attempt lost its process
     assert perimeter_task(app).apply(args=[str(job_id)]).get() == "succeeded"
     assert fetch(job_id).attempts == 2
+
+
+def test_a_later_stage_redelivered_after_max_attempts_fails_with_worker_lost(
+    app: Flask, client: FlaskClient
+) -> None:
+    from tasks.runner import Stage
+    from webapp.settings_access import current_settings
+
+    job_id = new_job(client)
+    assert job_state.claim(job_id, "w@host") is not None  # stage 1 ran and handed on
+    task = perimeter_task(app)
+    ran: list[int] = []
+
+    def dies(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
+        ran.append(1)
+        raise SystemExit  # stands for the process being killed: nothing recorded
+
+    def deliver(redelivered: bool) -> str | None:
+        task.push_request(delivery_info={"redelivered": redelivered}, hostname="w@host")
+        try:
+            return run_job(task, str(job_id), dies, Stage(first=False))
+        except SystemExit:
+            return None
+        finally:
+            task.pop_request()
+
+    assert deliver(False) is None and fetch(job_id).attempts == 1  # first delivery: no count
+    for _ in range(current_settings().MAX_ATTEMPTS - 1):
+        assert deliver(True) is None
+    assert deliver(True) == "failed"
+    job = fetch(job_id)
+    assert (job.status, job.error_code) == ("failed", "worker_lost")
+    assert len(ran) == current_settings().MAX_ATTEMPTS
