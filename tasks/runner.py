@@ -57,7 +57,8 @@ def run_job(task: Task, job_id: str, pipeline: Pipeline, stage: Stage = WHOLE_JO
 
 def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> str:
     worker = task.request.hostname or "unknown"
-    if stage.first:
+    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+    if stage.first or redelivered:
         # Counted where deliveries happen: a job whose process died under it MAX_ATTEMPTS times
         # is delivered once more and failed here, and its message is acknowledged.
         lost = job_state.give_up_if_exhausted(job_id, current_settings().MAX_ATTEMPTS)
@@ -66,7 +67,11 @@ def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> str
             if lost.parent_id is not None:
                 _advance_parent(task, lost.parent_id)
             return "failed"
-    job = job_state.claim(job_id, worker) if stage.first else job_state.resume(job_id)
+    if stage.first:
+        job = job_state.claim(job_id, worker)
+    else:
+        # A later stage counts only its redeliveries (the claim counted the job's first run).
+        job = job_state.resume(job_id, count_attempt=redelivered)
     if job is None:
         log.info("job %s is final or gone; nothing to do", job_id)
         return "skipped"
