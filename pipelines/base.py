@@ -10,6 +10,8 @@ from typing import Any
 
 from PIL import Image
 
+# Pipelines report progress between stages, photos and batches; the callback may raise
+# JobCancelled there, which is how a running job is stopped without killing its process.
 ProgressCallback = Callable[[int], None]
 
 # Artifacts are review images: fast compression matters more than a few kB (level 6: 3x slower).
@@ -18,6 +20,11 @@ PNG_COMPRESS_LEVEL = 1
 
 def no_progress(_percent: int) -> None:
     """A progress callback that ignores updates (for callers that do not track progress)."""
+
+
+class JobCancelled(Exception):
+    """Raised by a progress callback when the job stopped running (cancelled): the pipeline
+    stops at its next progress report and nothing more is recorded."""
 
 
 class PipelineError(Exception):

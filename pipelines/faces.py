@@ -6,7 +6,7 @@ Pure functions over images: the detector is passed in (one per worker process, s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -146,7 +146,10 @@ def _face_from_detection(raw: Mapping[str, Any], scale: float) -> Face:
 
 
 def detect_faces(
-    detector: FaceDetector, photos: Sequence[np.ndarray], params: FaceParams
+    detector: FaceDetector,
+    photos: Sequence[np.ndarray],
+    params: FaceParams,
+    after_batch: Callable[[int], None] | None = None,
 ) -> list[list[Face]]:
     """Faces per photo, largest first, filtered by confidence and size.
 
@@ -159,6 +162,7 @@ def detect_faces(
     for index, (image, _) in enumerate(copies):
         by_shape.setdefault(image.shape, []).append(index)
     found: list[list[Face]] = [[] for _ in photos]
+    done = 0
     for indices in by_shape.values():
         for start in range(0, len(indices), DETECTION_BATCH):
             batch = indices[start : start + DETECTION_BATCH]
@@ -167,6 +171,9 @@ def detect_faces(
             )
             for index, raw_faces in zip(batch, detections, strict=True):
                 found[index] = _kept_faces(raw_faces, copies[index][1], params)
+            done += len(batch)
+            if after_batch is not None:
+                after_batch(done)
     return found
 
 
@@ -267,13 +274,21 @@ def extract_faces(
 ) -> PipelineOutput:
     """Every face of every photo: box, confidence, landmarks, an aligned crop and an overlay."""
     face_params = FaceParams.from_params(params)
-    photos = [load_photo(path) for path in inputs]
-    progress(10)
-    faces_per_photo = detect_faces(detector, photos, face_params)
-    progress(70)
+    count = max(1, len(inputs))
+    # Progress after every photo and every detector batch: each report is also where a
+    # cancelled job stops (the callback raises), so a 30-photo job stops within one batch.
+    photos = []
+    for position, path in enumerate(inputs):
+        photos.append(load_photo(path))
+        progress(10 * (position + 1) // count)
+    faces_per_photo = detect_faces(
+        detector, photos, face_params, lambda done: progress(10 + 60 * done // count)
+    )
     artifacts: list[ArtifactData] = []
     photo_results: list[dict[str, Any]] = []
     for position, (photo, faces) in enumerate(zip(photos, faces_per_photo, strict=True)):
+        if position:
+            progress(70 + 29 * position // count)
         faces_json = []
         for index, face in enumerate(faces):
             name = crop_artifact_name(position, index)

@@ -13,7 +13,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
-from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
+from pipelines.base import JobCancelled, PipelineError, PipelineOutput, ProgressCallback
 from tasks.backoff import retry_delay
 from webapp import job_state
 from webapp.extensions import db
@@ -59,7 +59,21 @@ def run_job(task: Task, job_id: str, pipeline: Pipeline, stage: Stage = WHOLE_JO
 
 def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> str:
     worker = task.request.hostname or "unknown"
-    job = job_state.claim(job_id, worker) if stage.first else job_state.resume(job_id)
+    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+    if stage.first or redelivered:
+        # Counted where deliveries happen: a job whose process died under it MAX_ATTEMPTS times
+        # is delivered once more and failed here, and its message is acknowledged.
+        lost = job_state.give_up_if_exhausted(job_id, current_settings().MAX_ATTEMPTS)
+        if lost is not None:
+            log.error("job %s: %s", job_id, lost.error_message)
+            if lost.parent_id is not None:
+                _advance_parent(task, lost.parent_id)
+            return "failed"
+    if stage.first:
+        job = job_state.claim(job_id, worker)
+    else:
+        # A later stage counts only its redeliveries (the claim counted the job's first run).
+        job = job_state.resume(job_id, count_attempt=redelivered)
     if job is None:
         log.info("job %s is final or gone; nothing to do", job_id)
         return "skipped"
@@ -100,13 +114,19 @@ def _run_claimed(task: Task, job: Job, pipeline: Pipeline, stage: Stage) -> str:
     params = dict(job.params or {})
 
     def progress(percent: int) -> None:
-        job_state.report_progress(job_id, percent)
+        # The progress update doubles as the cancel check: it changes nothing once the job is
+        # no longer running, and the pipeline stops here rather than at its end.
+        if not job_state.report_progress(job_id, percent):
+            raise JobCancelled(str(job_id))
 
     try:
         missing = [path.name for path in inputs if not path.is_file()]
         if missing:
             raise PipelineError("input_missing", f"Input file(s) missing: {', '.join(missing)}.")
         output = pipeline(inputs, params, progress)
+    except JobCancelled:
+        log.info("job %s was cancelled while it ran; stopped", job_id)
+        return "cancelled"
     except PipelineError as exc:
         job_state.fail(job_id, exc.code, exc.message)
         return "failed"

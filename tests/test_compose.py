@@ -218,6 +218,16 @@ def test_gpu_worker_reserves_one_gpu_and_takes_one_job(compose: dict[str, Any]) 
     assert len(gpus) == 1 and gpus[0].get("count") == 1
 
 
+@pytest.mark.parametrize("name", ["worker-gpu", "worker-cpu"])
+def test_workers_have_their_own_healthcheck(compose: dict[str, Any], name: str) -> None:
+    healthcheck = compose["services"][name].get("healthcheck") or {}
+    test = [str(part) for part in healthcheck.get("test") or []]
+    assert test[-3:] == ["python", "-m", "workers.health"], f"{name}: {test}"
+    assert resolves_in_repo("workers.health")
+    # Loading the models must fit in the start period, or a starting worker counts as failing.
+    assert healthcheck.get("start_period"), name
+
+
 def test_cpu_worker_consumes_cpu(compose: dict[str, Any]) -> None:
     queues = option(argv_of(compose["services"]["worker-cpu"]), "-Q", "--queues") or ""
     assert "cpu" in queues.split(",")

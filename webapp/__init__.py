@@ -85,7 +85,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
 
-    from webapp import api, health
+    from webapp import api, health, metrics
     from webapp.cli import register_cli
     from webapp.login import load_user
     from webapp.web import accounts, pages
@@ -94,6 +94,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # The API authenticates every request itself (bearer token, or a session plus X-CSRFToken).
     csrf.exempt(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(accounts.bp)
     app.register_blueprint(pages.bp)

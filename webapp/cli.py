@@ -10,6 +10,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from webapp.extensions import db
+from webapp.housekeeping import count_dead_letters, dead_letters
 from webapp.records import FollowUp, User, utcnow
 from webapp.settings_access import current_settings
 from webapp.storage import MediaStorage
@@ -116,7 +117,27 @@ def export_outcomes(output: str | None) -> None:
         click.echo(f"wrote {rows} image row(s) from {len(followups)} outcome(s) to {output}")
 
 
+jobs_cli = AppGroup("jobs", help="Operate on jobs.")
+
+
+@jobs_cli.command("dead-letters")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+def list_dead_letters(limit: int) -> None:
+    """List the jobs given up on because their worker process kept dying under them
+    (error ``worker_lost``), newest first, as tab-separated lines."""
+    jobs = dead_letters(limit)
+    click.echo("job_id\ttype\towner\tattempts\tfinished_at\tparent_id\tmessage")
+    for job in jobs:
+        finished = job.finished_at.isoformat() if job.finished_at else ""
+        click.echo(
+            f"{job.id}\t{job.type}\t{job.owner.email}\t{job.attempts}\t{finished}\t"
+            f"{job.parent_id or ''}\t{job.error_message}"
+        )
+    click.echo(f"{len(jobs)} of {count_dead_letters()} dead-letter job(s)", err=True)
+
+
 def register_cli(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(users_cli)
     app.cli.add_command(outcomes_cli)
+    app.cli.add_command(jobs_cli)

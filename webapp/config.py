@@ -74,6 +74,20 @@ class Settings(BaseSettings):
     # How many reverse proxies (nginx in compose) stand in front of the app: their
     # X-Forwarded-For/-Proto are trusted so rate limits count the client, not the proxy.
     TRUSTED_PROXIES: int = Field(default=0, ge=0)
+    # How long a new pool process may take to start (model loading and warm-up happen then)
+    # before Celery kills it. Celery's default, 4 s, is shorter than loading the models, and a
+    # process killed for it is replaced by one that is killed again, for ever.
+    WORKER_PROC_ALIVE_TIMEOUT: float = Field(default=180.0, gt=0)
+    # Test hook only: extra seconds each pool process sleeps at start-up (a slow model load).
+    WORKER_STARTUP_DELAY_SECONDS: float = Field(default=0.0, ge=0)
+    # Each worker writes its liveness (and the delivery tags of the messages it holds) to Redis
+    # every WORKER_HEARTBEAT_SECONDS, valid for WORKER_HEARTBEAT_TTL_SECONDS. A message delivered
+    # more than ORPHAN_MESSAGE_GRACE_SECONDS ago that no live worker holds belonged to a worker
+    # that died: it is put back on its queue (looked for every ORPHAN_SWEEP_SECONDS).
+    WORKER_HEARTBEAT_SECONDS: float = Field(default=10.0, gt=0)
+    WORKER_HEARTBEAT_TTL_SECONDS: float = Field(default=30.0, gt=0)
+    ORPHAN_MESSAGE_GRACE_SECONDS: float = Field(default=60.0, gt=0)
+    ORPHAN_SWEEP_SECONDS: float = Field(default=30.0, gt=0)
 
     # Models: the registry folder and which model (and version; empty = newest) serves a job type.
     MODEL_DIR: Path = PROJECT_ROOT / "models" / "registry"
@@ -124,10 +138,12 @@ class Settings(BaseSettings):
     FOLLOWUP_DELAY_DAYS: int = Field(default=7, ge=0)
     FOLLOWUP_LINK_TTL_DAYS: int = Field(default=30, gt=0)
     FOLLOWUP_CHECK_SECONDS: int = Field(default=86400, gt=0)
+    # A job is run at most this many times: a job whose process dies under it (out of memory, a
+    # crash) is re-delivered, and the delivery after the last attempt fails it with worker_lost.
+    MAX_ATTEMPTS: int = Field(default=3, gt=0)
     # A running job silent (no heartbeat) for TASK_TIME_LIMIT + this is presumed lost with its
-    # worker: re-queued, or failed once it has had STALE_MAX_ATTEMPTS attempts.
+    # worker: re-queued, or failed once it has had MAX_ATTEMPTS attempts.
     STALE_JOB_GRACE_SECONDS: int = Field(default=60, ge=0)
-    STALE_MAX_ATTEMPTS: int = Field(default=3, gt=0)
     STALE_SWEEP_SECONDS: int = Field(default=300, gt=0)
     # The same sweep publishes again a job still queued after this long whose message the broker
     # no longer holds (a Redis restarted without its data). Younger jobs are not looked at.
@@ -142,6 +158,16 @@ class Settings(BaseSettings):
             raise ValueError("TASK_SOFT_TIME_LIMIT must be below TASK_TIME_LIMIT")
         if self.BROKER_VISIBILITY_TIMEOUT <= self.TASK_TIME_LIMIT:
             raise ValueError("BROKER_VISIBILITY_TIMEOUT must exceed TASK_TIME_LIMIT")
+        # A live worker must renew its liveness before it expires, and must have recorded a new
+        # message as held before the orphan sweep may look at it.
+        if self.WORKER_HEARTBEAT_TTL_SECONDS < 2 * self.WORKER_HEARTBEAT_SECONDS:
+            raise ValueError(
+                "WORKER_HEARTBEAT_TTL_SECONDS must be at least twice WORKER_HEARTBEAT_SECONDS"
+            )
+        if self.ORPHAN_MESSAGE_GRACE_SECONDS < self.WORKER_HEARTBEAT_TTL_SECONDS:
+            raise ValueError(
+                "ORPHAN_MESSAGE_GRACE_SECONDS must be at least WORKER_HEARTBEAT_TTL_SECONDS"
+            )
         weak_secret = (
             self.SECRET_KEY == DEV_SECRET_KEY or len(self.SECRET_KEY) < MIN_PRODUCTION_SECRET_LENGTH
         )

@@ -15,14 +15,13 @@ from sqlalchemy.orm import aliased
 
 from webapp.broker_messages import held_task_ids
 from webapp.extensions import db
+from webapp.job_state import WORKER_LOST
 from webapp.records import Job, JobStatus, utcnow
 from webapp.settings_access import current_settings
 from webapp.storage import MediaStorage
 from workers.config import QUEUES
 
 log = logging.getLogger(__name__)
-
-WORKER_LOST = "worker_lost"
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def sweep_stale_jobs(
     now: datetime | None = None, send_task: Callable[..., object] | None = None
 ) -> StaleSweep:
     """Re-queue running jobs that have been silent past their time limit (their worker died),
-    or fail them with ``worker_lost`` once they have had STALE_MAX_ATTEMPTS attempts."""
+    or fail them with ``worker_lost`` once they have had MAX_ATTEMPTS attempts."""
     from webapp.queueing import current_celery, publish_job
 
     now = now or utcnow()
@@ -68,7 +67,7 @@ def sweep_stale_jobs(
     settings = current_settings()
     requeued, failed = [], []
     for job in _silent_running_jobs(now):
-        if job.attempts >= settings.STALE_MAX_ATTEMPTS:
+        if job.attempts >= settings.MAX_ATTEMPTS:
             changed = _update_if_silent(
                 job,
                 status=JobStatus.FAILED.value,
@@ -157,6 +156,27 @@ def _update_if_silent(job: Job, **values: object) -> bool:
     changed = db.session.execute(statement).rowcount == 1
     db.session.commit()
     return changed
+
+
+def dead_letters(limit: int | None = None) -> list[Job]:
+    """The jobs given up on because their worker kept dying under them (``worker_lost``),
+    newest first: the operators' dead-letter list. Their messages are acknowledged; running
+    one again is a new submission."""
+    query = (
+        sa.select(Job)
+        .where(Job.status == JobStatus.FAILED.value, Job.error_code == WORKER_LOST)
+        .order_by(Job.finished_at.desc(), Job.id)
+    )
+    return list(db.session.scalars(query.limit(limit) if limit else query))
+
+
+def count_dead_letters() -> int:
+    """How many jobs are in the dead-letter list."""
+    return db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Job)
+        .where(Job.status == JobStatus.FAILED.value, Job.error_code == WORKER_LOST)
+    )
 
 
 def purge_old_artifacts(now: datetime | None = None) -> int:

@@ -15,6 +15,9 @@ from webapp.storage import MediaStorage
 # A redelivered message (worker lost mid-task) finds its job still "running": it may take it again.
 CLAIMABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
+# The error code of a job given up on because its worker (process) kept dying under it.
+WORKER_LOST = "worker_lost"
+
 
 def _guarded_update(job_id: uuid.UUID, allowed: tuple[str, ...], **values: object) -> bool:
     """Apply the values only while the job's status is one of ``allowed``; True if it changed."""
@@ -47,16 +50,55 @@ def claim(job_id: uuid.UUID, worker: str) -> Job | None:
     return db.session.get(Job, job_id)
 
 
-def resume(job_id: uuid.UUID) -> Job | None:
-    """A running job whose next stage starts now; None if it was cancelled or is gone."""
+def give_up_if_exhausted(job_id: uuid.UUID, max_attempts: int) -> Job | None:
+    """Fail the job with ``worker_lost`` if it was claimed ``max_attempts`` times already and is
+    delivered again (each earlier attempt lost its process); the failed job, else None."""
+    job = db.session.get(Job, job_id, populate_existing=True)
+    if job is None or job.status not in CLAIMABLE or job.attempts < max_attempts:
+        db.session.rollback()
+        return None
+    seen = job.attempts
+    statement = (
+        sa.update(Job)
+        .where(Job.id == job_id, Job.status.in_(CLAIMABLE), Job.attempts == seen)
+        .values(
+            status=JobStatus.FAILED.value,
+            error_code=WORKER_LOST,
+            error_message=(
+                f"The process running this job died {seen} time(s) (out of memory or killed); "
+                f"gave up after {seen} attempt(s)."
+            ),
+            finished_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    failed = db.session.execute(statement).rowcount == 1
+    db.session.commit()
+    if not failed:
+        return None
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
+def resume(job_id: uuid.UUID, count_attempt: bool = False) -> Job | None:
+    """A running job whose next stage starts now; None if it was cancelled or is gone.
+
+    ``count_attempt``: the stage's message is a redelivery (its process died), which counts as
+    an attempt towards MAX_ATTEMPTS.
+    """
+    if count_attempt:
+        _guarded_update(
+            job_id, (JobStatus.RUNNING.value,), attempts=Job.attempts + 1, heartbeat_at=utcnow()
+        )
     db.session.expire_all()
     job = db.session.get(Job, job_id)
     return job if job is not None and job.status == JobStatus.RUNNING.value else None
 
 
-def report_progress(job_id: uuid.UUID, percent: int) -> None:
-    """Record progress (0-99) of a running job; ignored once the job is no longer running."""
-    _guarded_update(
+def report_progress(job_id: uuid.UUID, percent: int) -> bool:
+    """Record progress (0-99) of a running job; False (nothing changed) once it is no longer
+    running, e.g. cancelled."""
+    return _guarded_update(
         job_id,
         (JobStatus.RUNNING.value,),
         progress=max(0, min(99, int(percent))),

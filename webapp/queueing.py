@@ -30,6 +30,7 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
             soft_time_limit=settings.TASK_SOFT_TIME_LIMIT,
             time_limit=settings.TASK_TIME_LIMIT,
             visibility_timeout=settings.BROKER_VISIBILITY_TIMEOUT,
+            proc_alive_timeout=settings.WORKER_PROC_ALIVE_TIMEOUT,
             beat_schedule=beat_schedule(settings),
         )
     )
@@ -58,5 +59,11 @@ def enqueue_job(job: Job) -> None:
 
 
 def revoke_job(job: Job) -> None:
-    """Ask workers to drop the job's task, stopping it if it already runs."""
-    current_celery().control.revoke(str(job.id), terminate=True, signal="SIGTERM")
+    """Ask workers to drop the job's message if it has not started yet.
+
+    A running job is never terminated: killing the pool process would make the worker start a
+    new one, which spends seconds loading the models, and a user could keep a GPU worker doing
+    only that. The job is cancelled in the database, and the running task sees it at its next
+    progress report (between stages, photos and batches) and stops there.
+    """
+    current_celery().control.revoke(str(job.id))

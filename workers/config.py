@@ -36,6 +36,7 @@ def build_celery_config(
     soft_time_limit: int,
     time_limit: int,
     visibility_timeout: int,
+    proc_alive_timeout: float = 180.0,
     beat_schedule: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The Celery settings for one deployment."""
@@ -67,6 +68,9 @@ def build_celery_config(
         # One message at a time per process: a GPU job never waits behind another in a prefetch
         # buffer while an idle worker could take it.
         "worker_prefetch_multiplier": 1,
+        # A new pool process loads and warms the models before it reports up; Celery kills one
+        # that takes longer than this (default 4 s) and its replacement meets the same fate.
+        "worker_proc_alive_timeout": proc_alive_timeout,
         "task_soft_time_limit": soft_time_limit,
         "task_time_limit": time_limit,
         # Fail fast when the broker is down so the API can answer 503 instead of hanging.

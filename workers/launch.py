@@ -21,12 +21,14 @@ def start_worker(
     queues: str = "gpu,cpu",
     concurrency: int = 2,
     ready_timeout: float = 90.0,
+    node: str | None = None,
+    app: str = "workers.celery_app",
 ) -> subprocess.Popen[bytes]:
     """Start a worker on the queues and return once it logs that it is ready."""
     command = [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+        sys.executable, "-m", "celery", "-A", app, "worker",
         "-Q", queues, "--concurrency", str(concurrency), "--pool", "prefork",
-        "-n", f"w-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
+        "-n", node or f"w-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
         "--loglevel", "INFO",
     ]  # fmt: skip
     with log_path.open("wb") as log:

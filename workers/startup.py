@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from celery.signals import celeryd_after_setup, worker_process_init
@@ -18,6 +19,7 @@ from flask import Flask
 from webapp.extensions import db
 from webapp.settings_access import SETTINGS_KEY
 from workers.config import GPU_QUEUE
+from workers.liveness import liveness_step
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,9 @@ def warm_up_models(flask_app: Flask) -> None:
 
 
 def register(flask_app: Flask) -> None:
-    """Connect the start-up signals for this app's worker."""
+    """Connect the start-up signals and the liveness step for this app's worker."""
+    settings = flask_app.extensions[SETTINGS_KEY]
+    flask_app.extensions["celery"].steps["consumer"].add(liveness_step(settings))
 
     @celeryd_after_setup.connect(weak=False)
     def remember_queues(sender: str, instance: Any, **_kwargs: Any) -> None:
@@ -72,5 +76,10 @@ def register(flask_app: Flask) -> None:
         with flask_app.app_context():
             # Connections inherited through the fork belong to the parent; open our own.
             db.engine.dispose(close=False)
+        delay = flask_app.extensions[SETTINGS_KEY].WORKER_STARTUP_DELAY_SECONDS
+        if delay:
+            time.sleep(delay)  # tests: a start-up slower than Celery's default allowance
         if GPU_QUEUE in consumed_queues:
+            started = time.monotonic()
             warm_up_models(flask_app)
+            log.info("models loaded in %.1f s", time.monotonic() - started)

@@ -206,3 +206,86 @@ def test_a_non_finite_result_fails_the_job_instead_of_being_stored(
     job = fetch(job_id)
     assert job.status == "failed" and job.result is None
     assert job.error_code == "non_finite_result" and "result.axes_mm[1]" in job.error_message
+
+
+def test_a_cancel_stops_the_pipeline_at_its_next_progress_report(
+    app: Flask, client: FlaskClient
+) -> None:
+    job_id = new_job(client)
+    reached: list[int] = []
+
+    def cancelled_between_photos(
+        inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
+    ) -> PipelineOutput:
+        for photo in range(5):
+            progress(10 + photo)
+            reached.append(photo)
+            if photo == 1:
+                job_state.cancel(job_id)  # DELETE /jobs/<id> while photo 1 is processed
+        return PipelineOutput(result={"value": 1})
+
+    assert run_job(perimeter_task(app), str(job_id), cancelled_between_photos) == "cancelled"
+    assert reached == [0, 1]  # stopped at the report after the cancel, not at the end
+    job = fetch(job_id)
+    assert job.status == "cancelled" and job.result is None and job.error_code is None
+
+
+def test_a_job_delivered_again_after_max_attempts_fails_with_worker_lost(
+    app: Flask, client: FlaskClient
+) -> None:
+    from webapp.settings_access import current_settings
+
+    job_id = new_job(client)
+    attempts = current_settings().MAX_ATTEMPTS
+    # Each attempt's process died mid-job (out of memory): claimed, never finished.
+    for _ in range(attempts):
+        assert job_state.claim(job_id, "w@host") is not None
+
+    def never(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
+        raise AssertionError("must not run again")
+
+    # Returns normally, so the message is acknowledged and not delivered again.
+    assert run_job(perimeter_task(app), str(job_id), never) == "failed"
+    job = fetch(job_id)
+    assert (job.status, job.error_code, job.attempts) == ("failed", "worker_lost", attempts)
+    assert f"{attempts} attempt(s)" in job.error_message
+
+
+def test_a_job_below_max_attempts_runs_again(app: Flask, client: FlaskClient) -> None:
+    job_id = new_job(client)
+    assert job_state.claim(job_id, "w@host") is not None  # one attempt lost its process
+    assert perimeter_task(app).apply(args=[str(job_id)]).get() == "succeeded"
+    assert fetch(job_id).attempts == 2
+
+
+def test_a_later_stage_redelivered_after_max_attempts_fails_with_worker_lost(
+    app: Flask, client: FlaskClient
+) -> None:
+    from tasks.runner import Stage
+    from webapp.settings_access import current_settings
+
+    job_id = new_job(client)
+    assert job_state.claim(job_id, "w@host") is not None  # stage 1 ran and handed on
+    task = perimeter_task(app)
+    ran: list[int] = []
+
+    def dies(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
+        ran.append(1)
+        raise SystemExit  # stands for the process being killed: nothing recorded
+
+    def deliver(redelivered: bool) -> str | None:
+        task.push_request(delivery_info={"redelivered": redelivered}, hostname="w@host")
+        try:
+            return run_job(task, str(job_id), dies, Stage(first=False))
+        except SystemExit:
+            return None
+        finally:
+            task.pop_request()
+
+    assert deliver(False) is None and fetch(job_id).attempts == 1  # first delivery: no count
+    for _ in range(current_settings().MAX_ATTEMPTS - 1):
+        assert deliver(True) is None
+    assert deliver(True) == "failed"
+    job = fetch(job_id)
+    assert (job.status, job.error_code) == ("failed", "worker_lost")
+    assert len(ran) == current_settings().MAX_ATTEMPTS

@@ -34,3 +34,32 @@ def test_users_exists_exit_codes(app: Flask) -> None:
     runner.invoke(args=["users", "create", "here@example.org", "--password", "long-enough"])
     assert runner.invoke(args=["users", "exists", "HERE@example.org"]).exit_code == 0
     assert runner.invoke(args=["users", "exists", "gone@example.org"]).exit_code == 1
+
+
+def test_dead_letters_lists_the_jobs_given_up_on_and_metrics_count_them(app: Flask) -> None:
+    import uuid
+
+    from tests.builders import make_user
+    from webapp import job_state
+    from webapp.records import Job
+
+    owner = make_user()
+    lost, other = (Job(id=uuid.uuid4(), owner=owner, type="perimeter", params={}) for _ in "ab")
+    db.session.add_all([lost, other])
+    db.session.commit()
+    for _ in range(2):  # two attempts whose process died
+        job_state.claim(lost.id, "w@host")
+    assert job_state.give_up_if_exhausted(lost.id, 2) is not None
+    job_state.fail(other.id, "empty_mask", "Nothing to measure.")
+
+    result = app.test_cli_runner().invoke(args=["jobs", "dead-letters"])
+
+    assert result.exit_code == 0, result.output
+    [header, line, *rest] = result.stdout.splitlines()
+    assert header.startswith("job_id\ttype") and rest == []
+    assert line.startswith(f"{lost.id}\tperimeter\t{owner.email}\t2\t")
+    assert "gave up after 2 attempt(s)" in line
+    metrics = app.test_client().get("/metrics")
+    assert metrics.status_code == 200
+    assert "scanqueue_dead_letter_jobs 1.0" in metrics.text
+    assert 'scanqueue_jobs{status="failed"} 2.0' in metrics.text

@@ -64,3 +64,11 @@ def test_bad_number_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_UPLOAD_BYTES", "lots")
     with pytest.raises(ConfigurationError, match="MAX_UPLOAD_BYTES"):
         load_settings()
+
+
+def test_worker_liveness_settings_must_leave_room_for_a_missed_beat() -> None:
+    with pytest.raises(ConfigurationError, match="WORKER_HEARTBEAT_TTL_SECONDS"):
+        load_settings(WORKER_HEARTBEAT_SECONDS=10, WORKER_HEARTBEAT_TTL_SECONDS=15)
+    with pytest.raises(ConfigurationError, match="ORPHAN_MESSAGE_GRACE_SECONDS"):
+        load_settings(WORKER_HEARTBEAT_TTL_SECONDS=30, ORPHAN_MESSAGE_GRACE_SECONDS=20)
+    assert load_settings().WORKER_PROC_ALIVE_TIMEOUT > 4  # Celery's default kills model loads

@@ -3,6 +3,7 @@ controlled time."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,7 +18,7 @@ import tasks.perimeter  # noqa: F401  (registers the task with the app's Celery)
 from tests.builders import bearer, face_photo, make_user, submit_job
 from tests.conftest import build_app
 from webapp import job_state
-from webapp.broker_messages import held_task_ids
+from webapp.broker_messages import held_task_ids, liveness_key, restore_orphaned_messages
 from webapp.extensions import db
 from webapp.housekeeping import (
     WORKER_LOST,
@@ -76,7 +77,7 @@ def test_a_silent_running_job_is_requeued_then_failed_after_max_attempts(
     assert sent.task_ids == [str(job_id)]  # the lost-message sweep finds it by this id
 
     # Attempts 2 .. max-1 die the same way and are re-queued; the last one is failed.
-    for _ in range(current_settings().STALE_MAX_ATTEMPTS - 2):
+    for _ in range(current_settings().MAX_ATTEMPTS - 2):
         job_state.claim(job_id, "dead-worker@host")
         assert sweep_stale_jobs(utcnow() + later(), sent).requeued == [job_id]
     job_state.claim(job_id, "dead-worker@host")
@@ -84,7 +85,7 @@ def test_a_silent_running_job_is_requeued_then_failed_after_max_attempts(
     assert swept.failed == [job_id]
     failed = row(job_id)
     assert failed.status == "failed" and failed.error_code == WORKER_LOST
-    assert str(current_settings().STALE_MAX_ATTEMPTS) in failed.error_message
+    assert str(current_settings().MAX_ATTEMPTS) in failed.error_message
 
 
 def test_a_job_with_a_fresh_heartbeat_is_left_alone(client: FlaskClient) -> None:
@@ -204,3 +205,26 @@ def test_a_lost_sequence_publishes_its_photos_jobs_not_the_parent(
     flush_broker()
     assert requeue_lost_jobs(utcnow() + lost_after(), settle_seconds=0) == children
     assert held_task_ids(current_settings().REDIS_URL, QUEUES) == {str(c) for c in children}
+
+
+def test_a_message_held_by_no_live_worker_is_restored_once(quiet_client: FlaskClient) -> None:
+    job_id = queued_job(quiet_client)
+    celery_app = quiet_client.application.extensions["celery"]
+    broker = redis.Redis.from_url(current_settings().REDIS_URL)
+    with celery_app.connection_for_read() as connection, connection.SimpleQueue(CPU_QUEUE) as queue:
+        message = queue.get(timeout=5)  # delivered, never acknowledged: its worker is gone
+        tag = message.delivery_tag
+        with celery_app.connection_for_write() as sweeper:
+            assert restore_orphaned_messages(sweeper, grace_seconds=60) == []  # too recent
+            # A live worker's record lists it: it holds the message, nothing to restore.
+            broker.set(liveness_key("alive@host"), json.dumps({"held": [tag]}), ex=30)
+            assert restore_orphaned_messages(sweeper, grace_seconds=0) == []
+            broker.delete(liveness_key("alive@host"))
+
+            assert restore_orphaned_messages(sweeper, grace_seconds=0) == [tag]
+            assert restore_orphaned_messages(sweeper, grace_seconds=0) == []  # no second copy
+        assert broker.llen(CPU_QUEUE) == 1 and broker.hlen("unacked") == 0
+        assert str(job_id) in held_task_ids(current_settings().REDIS_URL, QUEUES)
+    # Closing the dead consumer's channel gives nothing back twice either.
+    assert broker.llen(CPU_QUEUE) == 1
+    broker.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from webapp.jobtypes import JOB_TYPES
+from webapp.settings_access import current_settings
 from workers.config import CPU_QUEUE, GPU_QUEUE, TASK_ROUTES, build_celery_config
 
 
@@ -51,3 +52,9 @@ def test_a_routed_message_lands_in_exactly_one_queue(tmp_path, redis_url: str) -
     celery.send_task("scanqueue.perimeter", args=["x"])
     assert (client.llen(CPU_QUEUE), client.llen(GPU_QUEUE)) == (1, 0)
     client.flushdb()
+
+
+def test_pool_processes_get_time_to_load_the_models(app: Flask) -> None:
+    # Celery's default (4 s) is shorter than loading the models: replacements die in a loop.
+    conf = app.extensions["celery"].conf
+    assert conf.worker_proc_alive_timeout == current_settings().WORKER_PROC_ALIVE_TIMEOUT > 4

@@ -1,0 +1,68 @@
+"""``GET /metrics``: counts for operators in the Prometheus text format.
+
+Jobs by status, the dead-letter jobs (``worker_lost``: given up on after MAX_ATTEMPTS
+deliveries whose process died), and the live workers per queue with their started pool
+processes, from the workers' liveness records. Counts only: no ids, names or addresses.
+"""
+
+from __future__ import annotations
+
+import redis
+import sqlalchemy as sa
+from flask import Blueprint, Response
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from webapp.broker_messages import live_workers
+from webapp.extensions import db
+from webapp.housekeeping import count_dead_letters
+from webapp.records import Job, JobStatus
+from webapp.settings_access import current_settings
+
+bp = Blueprint("metrics", __name__)
+
+
+def _worker_gauges(registry: CollectorRegistry) -> None:
+    workers = Gauge(
+        "scanqueue_workers", "Live workers consuming a queue", ["queue"], registry=registry
+    )
+    ready = Gauge(
+        "scanqueue_worker_processes_ready",
+        "Pool processes that finished starting up, per queue",
+        ["queue"],
+        registry=registry,
+    )
+    client = redis.Redis.from_url(
+        current_settings().REDIS_URL, socket_connect_timeout=2, socket_timeout=2
+    )
+    try:
+        for record in live_workers(client):
+            for queue in record.get("queues", []):
+                workers.labels(queue).inc()
+                ready.labels(queue).inc((record.get("pool") or {}).get("ready") or 0)
+    finally:
+        client.close()
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Job and worker counts (Prometheus text format)."""
+    registry = CollectorRegistry()
+    jobs = Gauge("scanqueue_jobs", "Jobs by status", ["status"], registry=registry)
+    counts = dict(
+        db.session.execute(sa.select(Job.status, sa.func.count()).group_by(Job.status)).all()
+    )
+    for status in JobStatus:
+        jobs.labels(status.value).set(counts.get(status.value, 0))
+    Gauge(
+        "scanqueue_dead_letter_jobs",
+        "Jobs failed with worker_lost: their process died on every attempt",
+        registry=registry,
+    ).set(count_dead_letters())
+    broker_up = Gauge("scanqueue_broker_up", "Whether Redis answered", registry=registry)
+    try:
+        _worker_gauges(registry)
+        broker_up.set(1)
+    except redis.RedisError:
+        broker_up.set(0)
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
