@@ -108,6 +108,9 @@ class Settings(BaseSettings):
 
     # The site's public address: links in emails (sent from workers) are built on it.
     PUBLIC_URL: str = DEV_PUBLIC_URL
+    # GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>"; left empty, it answers only
+    # requests from this machine (loopback), and 404 to everyone else.
+    METRICS_TOKEN: str = ""
     # Outgoing email over SMTP. `make run` starts a local sink on 127.0.0.1:8025.
     SMTP_HOST: str = "127.0.0.1"
     SMTP_PORT: int = Field(default=8025, gt=0, lt=65536)

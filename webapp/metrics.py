@@ -7,9 +7,12 @@ processes, from the workers' liveness records. Counts only: no ids, names or add
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+
 import redis
 import sqlalchemy as sa
-from flask import Blueprint, Response
+from flask import Blueprint, Response, abort, request
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -44,9 +47,23 @@ def _worker_gauges(registry: CollectorRegistry) -> None:
         client.close()
 
 
+def _allowed() -> bool:
+    """The scraper shows METRICS_TOKEN; with none configured, only this machine may read."""
+    token = current_settings().METRICS_TOKEN
+    if token:
+        offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(offered.encode(), token.encode())
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False
+
+
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Job and worker counts (Prometheus text format)."""
+    """Job and worker counts (Prometheus text format); 404 to anyone not allowed to see them."""
+    if not _allowed():
+        abort(404)
     registry = CollectorRegistry()
     jobs = Gauge("scanqueue_jobs", "Jobs by status", ["status"], registry=registry)
     counts = dict(

@@ -63,3 +63,23 @@ def test_dead_letters_lists_the_jobs_given_up_on_and_metrics_count_them(app: Fla
     assert metrics.status_code == 200
     assert "scanqueue_dead_letter_jobs 1.0" in metrics.text
     assert 'scanqueue_jobs{status="failed"} 2.0' in metrics.text
+
+
+def test_metrics_are_not_public(app: Flask) -> None:
+    from webapp.settings_access import current_settings
+
+    client = app.test_client()
+    outsider = {"REMOTE_ADDR": "203.0.113.9"}
+    assert client.get("/metrics", environ_base=outsider).status_code == 404
+    assert client.get("/metrics").status_code == 200  # loopback, no token configured
+    settings = current_settings()
+    original = settings.METRICS_TOKEN
+    settings.METRICS_TOKEN = "scrape-secret"
+    try:
+        assert client.get("/metrics").status_code == 404
+        wrong = {"Authorization": "Bearer nope"}
+        assert client.get("/metrics", headers=wrong, environ_base=outsider).status_code == 404
+        right = {"Authorization": "Bearer scrape-secret"}
+        assert client.get("/metrics", headers=right, environ_base=outsider).status_code == 200
+    finally:
+        settings.METRICS_TOKEN = original
