@@ -9,10 +9,15 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipelines.base import PipelineError
+from pipelines.limits import DEFAULT_LIMITS, ImageLimits
 
 DICOM_MAGIC_OFFSET = 128
 # Row and column spacing closer than this are treated as square pixels.
 ISOTROPY_TOLERANCE = 0.01
+# Float arithmetic on wide images runs over blocks of rows of about this many pixels, so its
+# float64 temporaries stay near 8 MB instead of 8 bytes for every pixel of a 40 Mpx scan.
+BLOCK_PIXELS = 1 << 20
+LUMA = np.array([0.299, 0.587, 0.114])
 
 
 @dataclass(frozen=True)
@@ -31,30 +36,43 @@ def is_dicom(path: Path) -> bool:
         return handle.read(4) == b"DICM"
 
 
+def row_blocks(height: int, width: int) -> list[slice]:
+    """Slices of rows of about BLOCK_PIXELS pixels each, covering the image."""
+    step = max(1, BLOCK_PIXELS // max(1, width))
+    return [slice(start, start + step) for start in range(0, height, step)]
+
+
 def to_uint8(values: np.ndarray) -> np.ndarray:
     """8-bit data as it is; wider data stretched min..max to 0..255 (a constant image: zeros)."""
     if values.dtype == np.uint8:
         return values
-    values = values.astype(np.float64)
     low, high = float(values.min()), float(values.max())
+    out = np.zeros(values.shape, dtype=np.uint8)
     if high <= low:
-        return np.zeros(values.shape, dtype=np.uint8)
-    return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
+        return out
+    scale = 255.0 / (high - low)
+    for rows in row_blocks(values.shape[0], values[0].size):
+        block = values[rows].astype(np.float64)
+        out[rows] = np.round((block - low) * scale)
+    return out
 
 
-def _read_dicom(path: Path) -> Scan:
-    import pydicom  # only workers read DICOM; keep the import local to where it is needed
-    from pydicom.errors import InvalidDicomError
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """Grey levels (float32) of an RGB(A) frame, computed a block of rows at a time."""
+    grey = np.empty(rgb.shape[:2], dtype=np.float32)
+    for rows in row_blocks(*rgb.shape[:2]):
+        grey[rows] = rgb[rows, :, :3].astype(np.float64) @ LUMA
+    return grey
 
-    try:
-        dataset = pydicom.dcmread(path)
-        frame = np.asarray(dataset.pixel_array)
-    except (InvalidDicomError, AttributeError, ValueError, OSError, KeyError) as exc:
-        raise PipelineError("invalid_image", f"The DICOM file could not be read: {exc}") from None
+
+def _read_dicom(path: Path, limits: ImageLimits) -> Scan:
+    """The first frame, its declared size checked before any pixel data is inflated."""
+    from pipelines.dicom import first_frame, read_dicom  # pydicom: only where DICOM is read
+
+    dataset = read_dicom(path, limits)
+    frame = first_frame(dataset)
     if frame.ndim == 3 and frame.shape[-1] in (3, 4):  # colour (RGB) frame
-        frame = frame[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    elif frame.ndim == 3:  # several frames: the first one
-        frame = frame[0]
+        frame = _luminance(frame)
     if frame.ndim != 2:
         raise PipelineError("invalid_image", f"Unsupported DICOM pixel data shape {frame.shape}.")
     if getattr(dataset, "PhotometricInterpretation", "") == "MONOCHROME1":
@@ -78,12 +96,26 @@ def dicom_pixel_spacing(dataset: object) -> float | None:
     return (row + column) / 2
 
 
-def read_scan(path: Path) -> Scan:
+def open_checked(path: Path, limits: ImageLimits) -> Image.Image:
+    """Open an image lazily and refuse (``image_too_large``) one over the limits, undecoded."""
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise PipelineError("image_too_large", str(exc)) from None
+    try:
+        limits.check(*image.size, samples=len(image.getbands()))
+    except PipelineError:
+        image.close()
+        raise
+    return image
+
+
+def read_scan(path: Path, limits: ImageLimits = DEFAULT_LIMITS) -> Scan:
     """Decode the file (EXIF orientation applied for photos) to 8-bit grayscale."""
     if is_dicom(path):
-        return _read_dicom(path)
+        return _read_dicom(path, limits)
     try:
-        with Image.open(path) as image:
+        with open_checked(path, limits) as image:
             image_format = image.format or ""
             image = ImageOps.exif_transpose(image)
             if image.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:

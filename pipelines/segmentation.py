@@ -22,6 +22,7 @@ from pipelines.base import (
     no_progress,
     png_bytes,
 )
+from pipelines.limits import DEFAULT_LIMITS, ImageLimits
 from pipelines.scans import Scan, read_scan
 
 # Overlay colours by class index (background, then foreground classes).
@@ -134,11 +135,12 @@ def segmentation_pipeline(
     model: BatchPredictor,
     manifest: SegmentationModelSpec,
     with_overlay: bool = True,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> PipelineOutput:
     """One scan in; its mask (and overlay) PNGs and per-class areas out."""
     if len(inputs) != 1:
         raise PipelineError("invalid_inputs", f"segmentation takes one image, got {len(inputs)}.")
-    scan = read_scan(inputs[0])
+    scan = read_scan(inputs[0], limits)
     progress(10)
     class_map = predict_class_map(model, manifest, scan.pixels)
     progress(70)
