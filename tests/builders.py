@@ -284,10 +284,46 @@ def deflated_dicom(
     write_dataset(body, dataset)
     # (7FE0,0010) Pixel Data, VR OB, 2 reserved bytes, 32-bit length, then the values.
     body.write(b"\xe0\x7f\x10\x00OB\0\0" + struct.pack("<I", size))
+    # After a full flush a deflate stream refers to nothing before it, so one compressed 1 MiB
+    # block can be repeated: the file is built in milliseconds, never holding the inflated data.
     deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    chunks = [head.getvalue(), deflater.compress(body.getvalue())]
-    block = bytes([fill]) * (1 << 20)
-    for start in range(0, size, len(block)):
-        chunks.append(deflater.compress(block[: size - start]))
-    chunks.append(deflater.flush())
+    chunks = [
+        head.getvalue(),
+        deflater.compress(body.getvalue()),
+        deflater.flush(zlib.Z_FULL_FLUSH),
+    ]
+    blocks, remainder = divmod(size, 1 << 20)
+    if blocks:
+        block_deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        block = block_deflater.compress(bytes([fill]) * (1 << 20))
+        chunks.append((block + block_deflater.flush(zlib.Z_FULL_FLUSH)) * blocks)
+    chunks += [deflater.compress(bytes([fill]) * remainder), deflater.flush()]
     return b"".join(chunks)
+
+
+def multiframe_dicom(frames: np.ndarray, deflated: bool = True) -> bytes:
+    """An 8-bit MONOCHROME2 DICOM of several frames (frames, rows, columns), deflated or not."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+    syntax = DeflatedExplicitVRLittleEndian if deflated else ExplicitVRLittleEndian
+    count, rows, columns = frames.shape
+    dataset = _dicom_dataset(rows, columns, count, syntax)
+    dataset.NumberOfFrames = count
+    dataset.PixelData = np.ascontiguousarray(frames, dtype=np.uint8).tobytes()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def rgb_dicom(pixels: np.ndarray) -> bytes:
+    """An 8-bit RGB DICOM (rows, columns, 3), Explicit VR Little Endian."""
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    dataset = _dicom_dataset(*pixels.shape[:2], 1, ExplicitVRLittleEndian)
+    dataset.SamplesPerPixel = 3
+    dataset.PlanarConfiguration = 0
+    dataset.PhotometricInterpretation = "RGB"
+    dataset.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
