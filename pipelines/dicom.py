@@ -70,8 +70,10 @@ def _read_deflated(fp: io.BufferedIOBase, meta: FileMetaDataset, limits: ImageLi
     check_dicom_header(header, limits)
     # Room for the pixel data element and a header's worth of trailing elements (padding).
     allowed = _declared_pixel_bytes(header) + HEADER_INFLATE_LIMIT
-    rest = inflater.decompress(inflater.unconsumed_tail, allowed)
-    if inflater.unconsumed_tail:
+    rest = b"" if inflater.eof else inflater.decompress(inflater.unconsumed_tail, allowed)
+    # Input left over after the end of the deflate stream is padding (writers pad to even
+    # length); input left over before it would inflate beyond the allowed size.
+    if not inflater.eof and inflater.unconsumed_tail:
         raise PipelineError(
             "image_too_large", "The DICOM data inflates to more than its header declares."
         )

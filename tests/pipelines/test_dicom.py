@@ -78,6 +78,14 @@ def test_a_multi_frame_file_within_limits_gives_its_first_frame(
     assert np.array_equal(scan.pixels, frames[0])
 
 
+def test_a_deflated_file_larger_than_its_header_window_reads_whole(tmp_path: Path) -> None:
+    """pydicom pads the deflate stream to an even length: padding is not extra data."""
+    frames = np.zeros((2, 1000, 700), dtype=np.uint8)  # 1.4 MB inflated: beyond the 1 MiB head
+    frames[0, 100:200, 50:60] = 255
+    scan = read_scan(write(tmp_path, multiframe_dicom(frames)))
+    assert np.array_equal(scan.pixels, frames[0])
+
+
 def test_the_worker_applies_its_own_limits(tmp_path: Path) -> None:
     """Defence in depth: a stored file over the worker's limits fails, whatever the web let in."""
     small = ImageLimits(max_pixels=1000)

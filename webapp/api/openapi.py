@@ -234,7 +234,11 @@ PATHS: dict[str, Any] = {
                     "csrf_failed: a session request without the CSRF token."
                 ),
                 "404": _error("subject_not_found: no such subject of yours (or it was deleted)."),
-                "413": _error("file_too_large, image_too_large (pixels), request_too_large."),
+                "413": _error(
+                    "file_too_large; image_too_large: pixels per frame, DICOM frames, or decoded "
+                    "bytes (checked from the header before decoding) over the limits; "
+                    "request_too_large."
+                ),
                 "415": _error("unsupported_media_type: not an accepted image format."),
                 "422": _error(
                     "corrupt_image: the file does not decode; anisotropic_pixels: a DICOM "
