@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,27 +43,31 @@ def row_blocks(height: int, width: int) -> list[slice]:
     return [slice(start, start + step) for start in range(0, height, step)]
 
 
+def _stretch(shape: tuple[int, ...], values: Callable[[slice], np.ndarray]) -> np.ndarray:
+    """uint8 of float values stretched min..max to 0..255, computed a block of rows at a time
+    (``values(rows)`` gives a block as float64); a constant image gives zeros."""
+    blocks = row_blocks(shape[0], int(np.prod(shape[1:], dtype=np.int64)))
+    low = min(float(values(rows).min()) for rows in blocks)
+    high = max(float(values(rows).max()) for rows in blocks)
+    out = np.zeros(shape, dtype=np.uint8)
+    if high <= low:
+        return out
+    scale = 255.0 / (high - low)
+    for rows in blocks:
+        out[rows] = np.round((values(rows) - low) * scale)
+    return out
+
+
 def to_uint8(values: np.ndarray) -> np.ndarray:
     """8-bit data as it is; wider data stretched min..max to 0..255 (a constant image: zeros)."""
     if values.dtype == np.uint8:
         return values
-    low, high = float(values.min()), float(values.max())
-    out = np.zeros(values.shape, dtype=np.uint8)
-    if high <= low:
-        return out
-    scale = 255.0 / (high - low)
-    for rows in row_blocks(values.shape[0], values[0].size):
-        block = values[rows].astype(np.float64)
-        out[rows] = np.round((block - low) * scale)
-    return out
+    return _stretch(values.shape, lambda rows: values[rows].astype(np.float64))
 
 
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    """Grey levels (float32) of an RGB(A) frame, computed a block of rows at a time."""
-    grey = np.empty(rgb.shape[:2], dtype=np.float32)
-    for rows in row_blocks(*rgb.shape[:2]):
-        grey[rows] = rgb[rows, :, :3].astype(np.float64) @ LUMA
-    return grey
+def _luminance_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Grey levels of an RGB(A) frame, stretched to 8 bits, never a float copy of the whole."""
+    return _stretch(rgb.shape[:2], lambda rows: rgb[rows, :, :3].astype(np.float64) @ LUMA)
 
 
 def _read_dicom(path: Path, limits: ImageLimits) -> Scan:
@@ -70,14 +75,17 @@ def _read_dicom(path: Path, limits: ImageLimits) -> Scan:
     from pipelines.dicom import first_frame, read_dicom  # pydicom: only where DICOM is read
 
     dataset = read_dicom(path, limits)
+    spacing = dicom_pixel_spacing(dataset)
+    monochrome1 = getattr(dataset, "PhotometricInterpretation", "") == "MONOCHROME1"
     frame = first_frame(dataset)
+    del dataset  # the raw pixel data: as large as every frame together
     if frame.ndim == 3 and frame.shape[-1] in (3, 4):  # colour (RGB) frame
-        frame = _luminance(frame)
+        return Scan(_luminance_uint8(frame), spacing, "DICOM")
     if frame.ndim != 2:
         raise PipelineError("invalid_image", f"Unsupported DICOM pixel data shape {frame.shape}.")
-    if getattr(dataset, "PhotometricInterpretation", "") == "MONOCHROME1":
+    if monochrome1:
         frame = frame.max() - frame  # MONOCHROME1 stores white as 0
-    return Scan(to_uint8(frame), dicom_pixel_spacing(dataset), "DICOM")
+    return Scan(to_uint8(frame), spacing, "DICOM")
 
 
 def dicom_pixel_spacing(dataset: object) -> float | None:

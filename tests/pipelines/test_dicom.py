@@ -123,7 +123,8 @@ def test_wide_data_is_stretched_exactly_as_before_in_row_blocks() -> None:
 
 def test_rgb_dicom_is_converted_to_grey(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
-    rgb = rng.integers(0, 256, size=(60, 80, 3), dtype=np.uint8)
+    rgb = rng.integers(0, 256, size=(1200, 1000, 3), dtype=np.uint8)  # two row blocks
     scan = read_scan(write(tmp_path, rgb_dicom(rgb)))
-    expected = to_uint8(rgb.astype(np.float64) @ LUMA)
-    assert np.abs(scan.pixels.astype(int) - expected).max() <= 1
+    grey = rgb.astype(np.float64) @ LUMA  # the whole-frame formula
+    expected = np.round((grey - grey.min()) * (255.0 / (grey.max() - grey.min())))
+    assert np.array_equal(scan.pixels, expected.astype(np.uint8))
