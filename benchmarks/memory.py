@@ -36,14 +36,16 @@ from pipelines.limits import DEFAULT_MAX_PIXELS
 MAX_FILES = 30
 SPACING_MM = 0.1
 # Peak RSS budgets of a worker process running one job of the type on its largest input (MB):
-# the process with its model loaded, plus the job. Measured peaks sit below with some headroom.
+# the process with its model loaded, plus the job. Measured peaks (README) sit below them with
+# room for run-to-run variation (numpy asks for transparent huge pages; whether the kernel grants
+# them moves a peak by up to ~170 MB).
 BUDGET_MB: dict[str, int] = {
-    "perimeter": 1000,
-    "segmentation": 2000,
-    "head_circumference": 2000,
-    "classification": 2000,
-    "face_extraction": 2500,
-    "sequence_inference": 1500,
+    "perimeter": 768,
+    "segmentation": 1536,
+    "head_circumference": 1536,
+    "classification": 1536,
+    "face_extraction": 2048,
+    "sequence_inference": 1024,
 }
 JOB_TYPES = tuple(BUDGET_MB)
 
