@@ -1,6 +1,7 @@
 """Latency and memory of every job type, in-process and end to end.
 
     make bench            (or: python -m benchmarks --jobs 30 --series 5)
+    python -m benchmarks --memory     (only the peak memory table, benchmarks/memory.py)
 
 Perimeter and head circumference run on HC18 images; face extraction and sequence inference on
 the public-domain astronaut portrait from scikit-image, shifted and rescaled per photo.
@@ -32,6 +33,7 @@ import numpy as np
 import redis
 from flask_migrate import upgrade
 
+from benchmarks.memory import memory_table
 from models.hc18 import list_images
 from models.serving import classification_model, segmentation_model
 from pipelines.classification import classify_images
@@ -223,7 +225,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="ScanQueue benchmarks")
     parser.add_argument("--jobs", type=int, default=30, help="images per measurement")
     parser.add_argument("--series", type=int, default=5, help="series per sequence length")
+    parser.add_argument(
+        "--memory", action="store_true", help="only peak memory per job type vs its budget"
+    )
     args = parser.parse_args()
+    if args.memory:
+        sys.exit(0 if memory_table() else 1)
     if not HC18_DIR.is_dir():
         sys.exit(f"the benchmark uses HC18 images; none at {HC18_DIR} (set HC18_DIR)")
     parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -340,6 +347,7 @@ def main() -> None:
     print_rows(rows)
     print(f"\nworker resident memory, model loaded (main + pool process): {worker_rss:.0f} MB")
     print(f"web resident memory (gunicorn master + 1 worker): {web_rss:.0f} MB")
+    memory_table()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipelines.base import ModelIdentity, PipelineError, PipelineOutput, ProgressCallback
+from pipelines.limits import DEFAULT_LIMITS, ImageLimits
 from pipelines.scans import read_scan
 from pipelines.segmentation import BatchPredictor, preprocess
 
@@ -32,11 +33,12 @@ def classify_images(
     uncertain_below: float,
     progress: ProgressCallback,
     identity: ModelIdentity | None = None,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> PipelineOutput:
     """Probabilities per image and for the set (their mean); the set's prediction is the most
     probable class, or ``uncertain`` when its probability is below ``uncertain_below``."""
     names = [spec.classes[index] for index in sorted(spec.classes)]
-    batch = np.concatenate([preprocess(read_scan(path).pixels, spec) for path in inputs])
+    batch = np.concatenate([preprocess(read_scan(path, limits).pixels, spec) for path in inputs])
     progress(40)
     probabilities = np.asarray(model.predict_on_batch(batch), dtype=np.float64)
     if probabilities.shape != (len(inputs), len(names)):

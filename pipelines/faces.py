@@ -22,6 +22,8 @@ from pipelines.base import (
     ProgressCallback,
     png_bytes,
 )
+from pipelines.limits import DEFAULT_LIMITS, ImageLimits
+from pipelines.scans import open_checked
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 # Where the five landmarks sit in an aligned 112x112 face (the ArcFace template, image coordinates:
@@ -114,12 +116,14 @@ class Face:
         }
 
 
-def load_photo(path: Path) -> np.ndarray:
+def load_photo(path: Path, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
     """The photo as RGB uint8 (H, W, 3), turned upright by its EXIF orientation."""
     try:
-        with Image.open(path) as image:
-            upright = ImageOps.exif_transpose(image)
-            return np.asarray(upright.convert("RGB"))
+        with open_checked(path, limits) as image:
+            # In place, and no conversion to the mode it has: each copy of a 40 Mpx photo is
+            # 120-160 MB.
+            ImageOps.exif_transpose(image, in_place=True)
+            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise PipelineError("invalid_image", f"The photo could not be read: {exc}") from None
 
@@ -158,10 +162,19 @@ def detect_faces(
     padded photos by the padding (tens of pixels), so mixed batches would give wrong crops.
     """
     copies = [_detection_copy(photo) for photo in photos]
+    return _detect_on_copies(detector, copies, params, after_batch)
+
+
+def _detect_on_copies(
+    detector: FaceDetector,
+    copies: Sequence[tuple[np.ndarray, float]],
+    params: FaceParams,
+    after_batch: Callable[[int], None] | None = None,
+) -> list[list[Face]]:
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for index, (image, _) in enumerate(copies):
         by_shape.setdefault(image.shape, []).append(index)
-    found: list[list[Face]] = [[] for _ in photos]
+    found: list[list[Face]] = [[] for _ in copies]
     done = 0
     for indices in by_shape.values():
         for start in range(0, len(indices), DETECTION_BATCH):
@@ -271,24 +284,33 @@ def extract_faces(
     params: Mapping[str, Any],
     progress: ProgressCallback,
     model: ModelIdentity | None = None,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> PipelineOutput:
-    """Every face of every photo: box, confidence, landmarks, an aligned crop and an overlay."""
+    """Every face of every photo: box, confidence, landmarks, an aligned crop and an overlay.
+
+    Only the detection copies (at most DETECTION_MAX_SIDE) of all photos are held together; a
+    larger photo is decoded again for its crops, so a job holds one full-size photo at a time
+    (30 photos of 40 Mpx would otherwise need 3.6 GB).
+    """
     face_params = FaceParams.from_params(params)
     count = max(1, len(inputs))
     # Progress after every photo and every detector batch: each report is also where a
     # cancelled job stops (the callback raises), so a 30-photo job stops within one batch.
-    photos = []
+    copies = []
     for position, path in enumerate(inputs):
-        photos.append(load_photo(path))
+        copies.append(_detection_copy(load_photo(path, limits)))
         progress(10 * (position + 1) // count)
-    faces_per_photo = detect_faces(
-        detector, photos, face_params, lambda done: progress(10 + 60 * done // count)
+    faces_per_photo = _detect_on_copies(
+        detector, copies, face_params, lambda done: progress(10 + 60 * done // count)
     )
     artifacts: list[ArtifactData] = []
     photo_results: list[dict[str, Any]] = []
-    for position, (photo, faces) in enumerate(zip(photos, faces_per_photo, strict=True)):
+    for position, (path, (copy, scale), faces) in enumerate(
+        zip(inputs, copies, faces_per_photo, strict=True)
+    ):
         if position:
             progress(70 + 29 * position // count)
+        photo = copy if scale == 1.0 else load_photo(path, limits)
         faces_json = []
         for index, face in enumerate(faces):
             name = crop_artifact_name(position, index)

@@ -20,6 +20,7 @@ from pipelines.base import (
     ProgressCallback,
     no_progress,
 )
+from pipelines.limits import DEFAULT_LIMITS, ImageLimits
 from pipelines.perimeter import (
     PerimeterMeasurement,
     load_mask,
@@ -50,19 +51,20 @@ def measure_head(
     params: dict[str, Any],
     progress: ProgressCallback = no_progress,
     boundary_offset_px: float = 0.0,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> PipelineOutput:
     """HC in mm with the fitted ellipse over the scan, or a flagged empty result.
 
     ``boundary_offset_px`` (from the model's manifest) moves the fitted ellipse inwards: a model
     trained on masks drawn with their outline predicts a boundary that far outside the contour.
     """
-    scan = read_scan(scan_path)
+    scan = read_scan(scan_path, limits)
     spacing = scan_spacing(scan, params)
     if not spacing:
         raise PipelineError(
             "missing_pixel_spacing", "No pixel_spacing_mm and no DICOM PixelSpacing."
         )
-    mask = load_mask(mask_path)
+    mask = load_mask(mask_path, limits)
     if mask.shape != scan.pixels.shape:
         raise PipelineError(
             "mask_mismatch", f"Mask {mask.shape} does not match the scan {scan.pixels.shape}."

@@ -49,6 +49,8 @@ from pipelines.base import (
     no_progress,
     png_bytes,
 )
+from pipelines.limits import DEFAULT_LIMITS, ImageLimits
+from pipelines.scans import open_checked
 
 # Blobs smaller than this fraction of the largest are noise, not a second object.
 MIN_COMPONENT_FRACTION = 0.01
@@ -128,10 +130,10 @@ def ellipse_circumference(a: float, b: float) -> float:
     return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
 
 
-def load_mask(path: Path) -> np.ndarray:
+def load_mask(path: Path, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Decode a mask image into a 2-D bool array, white (above half the value range) = object."""
     try:
-        with Image.open(path) as image:
+        with open_checked(path, limits) as image:
             image.load()
             return _binarise(image)
     # Pillow reports corrupt or truncated files through all of these, depending on the format.
@@ -160,10 +162,31 @@ def _binarise(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L")) > 255 / 2
 
 
+def _object_window(mask: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of the white pixels with one background pixel around it, where the
+    image has one: filling holes and labelling there gives what they give on the whole image
+    (everything outside is background connected to the border), on far fewer pixels."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    height, width = mask.shape
+    return (
+        slice(max(0, rows[0] - 1), min(height, rows[-1] + 2)),
+        slice(max(0, cols[0] - 1), min(width, cols[-1] + 2)),
+    )
+
+
+def _label(filled: np.ndarray) -> np.ndarray:
+    """Component labels, in 16 bits when they fit (half the memory of scipy's default int32)."""
+    try:
+        labels, _count = ndimage.label(filled, output=np.uint16)
+    except RuntimeError:  # more than 65535 blobs: scipy refuses the narrow type
+        labels, _count = ndimage.label(filled)
+    return labels
+
+
 def _largest_component(mask: np.ndarray) -> tuple[np.ndarray, int, float]:
     """The largest filled blob, how many blobs count, and the largest's share of the object area."""
-    filled = ndimage.binary_fill_holes(mask)
-    labels, _count = ndimage.label(filled)
+    labels = _label(ndimage.binary_fill_holes(mask))
     sizes = np.bincount(labels.ravel())[1:]
     largest = int(np.argmax(sizes))
     significant = int(np.count_nonzero(sizes >= MIN_COMPONENT_FRACTION * sizes[largest]))
@@ -187,8 +210,9 @@ def _check_spacing(pixel_spacing_mm: object) -> float:
 
 def _outer_boundary(component: np.ndarray) -> np.ndarray:
     """Sub-pixel (x, y) points on the component's outer edge (iso-line 0.5 between in and out)."""
-    rows, cols = ndimage.find_objects(component.astype(np.uint8))[0]
-    window = np.pad(component[rows, cols], 1).astype(np.float32)
+    rows, cols = ndimage.find_objects(component.view(np.uint8))[0]
+    # uint8, not float: find_contours makes its own float64 copy, exactly 0.0 and 1.0 either way.
+    window = np.pad(component[rows, cols].view(np.uint8), 1)
     contour = max(find_contours(window, 0.5), key=len)
     # find_contours gives (row, col) in the padded window; shift back to image coordinates.
     return np.column_stack((contour[:, 1] + cols.start - 1, contour[:, 0] + rows.start - 1))
@@ -218,8 +242,10 @@ def measure_perimeter(mask: np.ndarray, pixel_spacing_mm: float) -> PerimeterMea
     if not mask.any():
         raise PipelineError("empty_mask", "The mask has no object: every pixel is black.")
 
-    component, components, largest_fraction = _largest_component(mask)
-    points = _outer_boundary(component)
+    # Everything runs on the object's bounding box; coordinates are shifted back at the end.
+    window_rows, window_cols = _object_window(mask)
+    component, components, largest_fraction = _largest_component(mask[window_rows, window_cols])
+    points = _outer_boundary(component) + np.array([window_cols.start, window_rows.start])
     model = EllipseModel.from_estimate(points) if len(points) >= MIN_BOUNDARY_POINTS else None
     axes = np.asarray(model.axis_lengths, dtype=float) if model else np.zeros(2)
     if not model or not np.all(np.isfinite(axes)) or axes.min() < MIN_SEMI_AXIS_PX:
@@ -236,7 +262,10 @@ def measure_perimeter(mask: np.ndarray, pixel_spacing_mm: float) -> PerimeterMea
         a, b, angle = b, a, angle + math.pi / 2
     height, width = mask.shape
     touches_border = bool(
-        component[0].any() or component[-1].any() or component[:, 0].any() or component[:, -1].any()
+        (window_rows.start == 0 and component[0].any())
+        or (window_rows.stop == height and component[-1].any())
+        or (window_cols.start == 0 and component[:, 0].any())
+        or (window_cols.stop == width and component[:, -1].any())
     )
     residual = _geometric_residual(points, model)
     poor_fit = residual > max(POOR_FIT_RESIDUAL_PX, POOR_FIT_RESIDUAL_FRACTION * b)
@@ -283,11 +312,12 @@ def render_overlay(
     mask: np.ndarray, measurement: PerimeterMeasurement, background: np.ndarray | None = None
 ) -> bytes:
     """A PNG of the mask in grey (or of ``background``, e.g. the scan) with the ellipse drawn."""
-    grey = (
-        np.where(np.asarray(mask, dtype=bool), 140, 20).astype(np.uint8)
-        if background is None
-        else background
-    )
+    if background is None:
+        # uint8 throughout: np.where on the two Python ints would build an int64 image first.
+        grey = np.full(mask.shape, 20, dtype=np.uint8)
+        grey[np.asarray(mask, dtype=bool)] = 140
+    else:
+        grey = background
     image = Image.fromarray(grey).convert("RGB")
     draw = ImageDraw.Draw(image)
     points = ellipse_points(measurement)
@@ -300,7 +330,10 @@ def render_overlay(
 
 
 def perimeter_pipeline(
-    inputs: list[Path], params: dict[str, Any], progress: ProgressCallback = no_progress
+    inputs: list[Path],
+    params: dict[str, Any],
+    progress: ProgressCallback = no_progress,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> PipelineOutput:
     """One mask and ``pixel_spacing_mm`` in; the measurement and an overlay PNG out."""
     if len(inputs) != 1:
@@ -309,7 +342,7 @@ def perimeter_pipeline(
         )
     if "pixel_spacing_mm" not in params:
         raise PipelineError("invalid_params", "pixel_spacing_mm is required.")
-    mask = load_mask(inputs[0])
+    mask = load_mask(inputs[0], limits)
     progress(10)
     measurement = measure_perimeter(mask, params["pixel_spacing_mm"])
     progress(60)

@@ -22,7 +22,8 @@ from pipelines.base import (
     no_progress,
     png_bytes,
 )
-from pipelines.scans import Scan, read_scan
+from pipelines.limits import DEFAULT_LIMITS, ImageLimits
+from pipelines.scans import Scan, read_scan, row_blocks
 
 # Overlay colours by class index (background, then foreground classes).
 PALETTE = np.array(
@@ -114,11 +115,15 @@ def mask_png(class_map: np.ndarray, binary: bool) -> bytes:
 
 def overlay_png(pixels: np.ndarray, class_map: np.ndarray) -> bytes:
     """The scan in grey with every foreground class tinted in its colour."""
-    grey = np.repeat(pixels[..., None].astype(np.uint16), 3, axis=-1)
-    colours = PALETTE[class_map % len(PALETTE)]
-    blended = ((10 - OVERLAY_TENTHS) * grey + OVERLAY_TENTHS * colours) // 10
-    tinted = np.where((class_map > 0)[..., None], blended, grey)
-    return png_bytes(Image.fromarray(tinted.astype(np.uint8)))
+    tinted = np.empty((*pixels.shape, 3), dtype=np.uint8)
+    # A block of rows at a time: the uint16 temporaries of a whole 40 Mpx scan would take ~1 GB.
+    for rows in row_blocks(*pixels.shape):
+        grey = np.repeat(pixels[rows, :, None].astype(np.uint16), 3, axis=-1)
+        classes = class_map[rows]
+        colours = PALETTE[classes % len(PALETTE)]
+        blended = ((10 - OVERLAY_TENTHS) * grey + OVERLAY_TENTHS * colours) // 10
+        tinted[rows] = np.where((classes > 0)[..., None], blended, grey)
+    return png_bytes(Image.fromarray(tinted))
 
 
 def scan_spacing(scan: Scan, params: dict[str, Any]) -> float | None:
@@ -134,11 +139,12 @@ def segmentation_pipeline(
     model: BatchPredictor,
     manifest: SegmentationModelSpec,
     with_overlay: bool = True,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> PipelineOutput:
     """One scan in; its mask (and overlay) PNGs and per-class areas out."""
     if len(inputs) != 1:
         raise PipelineError("invalid_inputs", f"segmentation takes one image, got {len(inputs)}.")
-    scan = read_scan(inputs[0])
+    scan = read_scan(inputs[0], limits)
     progress(10)
     class_map = predict_class_map(model, manifest, scan.pixels)
     progress(70)

@@ -31,7 +31,13 @@ def classify_with_model(
     if threshold is None:
         threshold = settings.CLASSIFICATION_UNCERTAIN_BELOW
     return classify_images(
-        inputs, loaded.model, loaded.manifest, float(threshold), progress, loaded.identity
+        inputs,
+        loaded.model,
+        loaded.manifest,
+        float(threshold),
+        progress,
+        loaded.identity,
+        settings.image_limits,
     )
 
 

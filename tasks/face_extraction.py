@@ -11,6 +11,7 @@ from models.face_detector import face_detector
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.faces import extract_faces
 from tasks.runner import run_job
+from webapp.settings_access import current_settings
 
 
 def extract_with_detector(
@@ -18,7 +19,8 @@ def extract_with_detector(
 ) -> PipelineOutput:
     """Run face extraction with this process's MTCNN."""
     loaded = face_detector()
-    return extract_faces(loaded.detector, inputs, params, progress, loaded.identity)
+    limits = current_settings().image_limits
+    return extract_faces(loaded.detector, inputs, params, progress, loaded.identity, limits)
 
 
 @shared_task(name="scanqueue.face_extraction", bind=True)

@@ -55,6 +55,6 @@ def measure(self: Task, job_id: str) -> str:
         inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
     ) -> PipelineOutput:
         offset = boundary_offset(settings.MODEL_DIR, uuid.UUID(job_id))
-        return measure_head(inputs[0], mask_path, params, progress, offset)
+        return measure_head(inputs[0], mask_path, params, progress, offset, settings.image_limits)
 
     return run_job(self, job_id, measure_stage, Stage(first=False))

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from celery import Task, shared_task
 
+from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.perimeter import perimeter_pipeline
 from tasks.runner import run_job
+from webapp.settings_access import current_settings
+
+
+def perimeter_within_limits(
+    inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
+) -> PipelineOutput:
+    """The perimeter pipeline, the mask's size checked against the upload limits first."""
+    return perimeter_pipeline(inputs, params, progress, current_settings().image_limits)
 
 
 @shared_task(name="scanqueue.perimeter", bind=True)
 def measure_perimeter(self: Task, job_id: str) -> str:
     """Fit the ellipse and store the measurement and overlay for the job."""
-    return run_job(self, job_id, perimeter_pipeline)
+    return run_job(self, job_id, perimeter_within_limits)

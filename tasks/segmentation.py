@@ -38,6 +38,7 @@ def segment_with_model(
         model=loaded.model,
         manifest=loaded.manifest,
         with_overlay=with_overlay,
+        limits=current_settings().image_limits,
     )
     return dataclasses.replace(output, model=loaded.identity)
 

@@ -248,3 +248,96 @@ def make_prediction(
     db.session.add(job)
     db.session.commit()
     return job
+
+
+def _dicom_dataset(rows: int, columns: int, frames: int, transfer_syntax: str) -> Any:
+    """File meta and an 8-bit MONOCHROME2 header (no pixel data) for the given size."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = transfer_syntax
+    dataset = FileDataset("scan.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.Modality = "US"
+    dataset.Rows, dataset.Columns = rows, columns
+    if frames > 1:
+        dataset.NumberOfFrames = frames
+    dataset.SamplesPerPixel = 1
+    dataset.PhotometricInterpretation = "MONOCHROME2"
+    dataset.BitsAllocated = dataset.BitsStored = 8
+    dataset.HighBit = 7
+    dataset.PixelRepresentation = 0
+    return dataset
+
+
+def deflated_dicom(
+    rows: int, columns: int, frames: int = 1, pixel_bytes: int | None = None, fill: int = 0
+) -> bytes:
+    """A real Deflated Explicit VR Little Endian DICOM whose pixel data (``fill`` bytes, by
+    default rows x columns x frames of them) is streamed through zlib: a 6000x6000x10 file is
+    ~350 kB that inflates to 360 MB, built without ever holding the 360 MB."""
+    import struct
+    import zlib
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    dataset = _dicom_dataset(rows, columns, frames, DeflatedExplicitVRLittleEndian)
+    size = rows * columns * frames if pixel_bytes is None else pixel_bytes
+    size += size % 2  # DICOM values have even lengths
+    head = DicomBytesIO()
+    head.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(head, dataset.file_meta, enforce_standard=True)
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, dataset)
+    # (7FE0,0010) Pixel Data, VR OB, 2 reserved bytes, 32-bit length, then the values.
+    body.write(b"\xe0\x7f\x10\x00OB\0\0" + struct.pack("<I", size))
+    # After a full flush a deflate stream refers to nothing before it, so one compressed 1 MiB
+    # block can be repeated: the file is built in milliseconds, never holding the inflated data.
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    chunks = [
+        head.getvalue(),
+        deflater.compress(body.getvalue()),
+        deflater.flush(zlib.Z_FULL_FLUSH),
+    ]
+    blocks, remainder = divmod(size, 1 << 20)
+    if blocks:
+        block_deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        block = block_deflater.compress(bytes([fill]) * (1 << 20))
+        chunks.append((block + block_deflater.flush(zlib.Z_FULL_FLUSH)) * blocks)
+    chunks += [deflater.compress(bytes([fill]) * remainder), deflater.flush()]
+    return b"".join(chunks)
+
+
+def multiframe_dicom(frames: np.ndarray, deflated: bool = True) -> bytes:
+    """An 8-bit MONOCHROME2 DICOM of several frames (frames, rows, columns), deflated or not."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+    syntax = DeflatedExplicitVRLittleEndian if deflated else ExplicitVRLittleEndian
+    count, rows, columns = frames.shape
+    dataset = _dicom_dataset(rows, columns, count, syntax)
+    dataset.NumberOfFrames = count
+    dataset.PixelData = np.ascontiguousarray(frames, dtype=np.uint8).tobytes()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def rgb_dicom(pixels: np.ndarray) -> bytes:
+    """An 8-bit RGB DICOM (rows, columns, 3), Explicit VR Little Endian."""
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    dataset = _dicom_dataset(*pixels.shape[:2], 1, ExplicitVRLittleEndian)
+    dataset.SamplesPerPixel = 3
+    dataset.PlanarConfiguration = 0
+    dataset.PhotometricInterpretation = "RGB"
+    dataset.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

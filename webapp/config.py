@@ -9,6 +9,13 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.limits import (
+    DEFAULT_MAX_DECODED_BYTES,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    ImageLimits,
+)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
 
@@ -39,7 +46,11 @@ class Settings(BaseSettings):
 
     # Uploads: refused before anything is stored.
     MAX_UPLOAD_BYTES: int = Field(default=50 * 1024 * 1024, gt=0)
-    MAX_IMAGE_PIXELS: int = Field(default=40_000_000, gt=0)
+    MAX_IMAGE_PIXELS: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)
+    # DICOM: frames per file, and the decoded size of all frames together (rows x columns x
+    # frames x samples x bytes), checked from the header before any pixel data is inflated.
+    MAX_DICOM_FRAMES: int = Field(default=DEFAULT_MAX_FRAMES, gt=0)
+    MAX_DECODED_IMAGE_BYTES: int = Field(default=DEFAULT_MAX_DECODED_BYTES, gt=0)
     MAX_FILES_PER_JOB: int = Field(default=30, gt=0)
     # Per user, over jobs not yet final (a batch counts one job per file, a sequence one job):
     # a submission that would go over either limit gets 429 with Retry-After (seconds).
@@ -186,6 +197,13 @@ class Settings(BaseSettings):
                 "(e.g. https://scanqueue.example.org)"
             )
         return self
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        """The size limits every image decode checks first (upload and worker alike)."""
+        return ImageLimits(
+            self.MAX_IMAGE_PIXELS, self.MAX_DICOM_FRAMES, self.MAX_DECODED_IMAGE_BYTES
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -11,7 +11,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
 from pipelines.base import PipelineError
-from pipelines.scans import dicom_pixel_spacing
+from pipelines.limits import ImageLimits
 from webapp.errors import ApiError
 from webapp.records import JobInput
 
@@ -63,10 +63,11 @@ def read_limited(upload: FileStorage, max_bytes: int) -> bytes:
 
 
 def check_image(
-    upload: FileStorage, *, formats: frozenset[str], max_bytes: int, max_pixels: int
+    upload: FileStorage, *, formats: frozenset[str], max_bytes: int, limits: ImageLimits
 ) -> CheckedImage:
     """Decode the whole image to prove what it is; refuse bombs, corrupt and foreign files."""
     name = _display_name(upload)
+    max_pixels = limits.max_pixels
     data = read_limited(upload, max_bytes)
     # Pillow may fail inside Image.open, before the format is known.
     image_format = "an image"
@@ -75,7 +76,7 @@ def check_image(
     if data[DICOM_PREAMBLE : DICOM_PREAMBLE + 4] == b"DICM":
         if "DICOM" not in formats:
             raise _unsupported(name, "DICOM", formats)
-        return _check_dicom(name, data, max_pixels)
+        return _check_dicom(name, data, limits)
     try:
         with warnings.catch_warnings():
             # Pillow only warns below 2x MAX_IMAGE_PIXELS; the size is checked explicitly below.
@@ -124,22 +125,23 @@ def _too_many_pixels(name: str, width: int, height: int, max_pixels: int) -> Api
     return ApiError(413, "image_too_large", f"{name}{size} has more than {max_pixels} pixels.")
 
 
-def _check_dicom(name: str, data: bytes, max_pixels: int) -> CheckedImage:
-    """Read the DICOM header and decode its pixel data; note the square pixel size if present."""
-    import pydicom  # numpy-based; imported only when a DICOM file arrives
+def _check_dicom(name: str, data: bytes, limits: ImageLimits) -> CheckedImage:
+    """Check the DICOM header's declared size first, then decode every frame, one at a time."""
+    # numpy and pydicom based; imported only when a DICOM file arrives
+    from pipelines.dicom import decoded_frames, read_dicom
+    from pipelines.scans import dicom_pixel_spacing
 
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
-        rows, columns = int(dataset.Rows), int(dataset.Columns)
-        if rows * columns > max_pixels:
-            raise _too_many_pixels(name, columns, rows, max_pixels)
-        dataset.pixel_array  # noqa: B018  (decoding is the check)
+        dataset = read_dicom(data, limits)
+        for _frame in decoded_frames(dataset):
+            pass  # decoding is the check; one frame in memory at a time
         spacing = dicom_pixel_spacing(dataset)
-    except ApiError:
-        raise
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
     except PipelineError as exc:
-        raise ApiError(422, exc.code, f"{name}: {exc.message}") from None
-    except Exception as exc:  # pydicom raises many types for malformed files
+        status = 413 if exc.code == "image_too_large" else 422
+        code = "corrupt_image" if exc.code == "invalid_image" else exc.code
+        raise ApiError(status, code, f"{name}: {exc.message}") from None
+    except Exception as exc:  # pydicom raises many types for malformed pixel data
         raise ApiError(
             422, "corrupt_image", f"{name} could not be decoded as DICOM: {exc}"
         ) from None

@@ -173,7 +173,7 @@ def _checked_files(job_type: JobType) -> list[CheckedImage]:
             upload,
             formats=job_type.image_formats,
             max_bytes=settings.MAX_UPLOAD_BYTES,
-            max_pixels=settings.MAX_IMAGE_PIXELS,
+            limits=settings.image_limits,
         )
         for upload in uploads
     ]

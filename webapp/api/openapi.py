@@ -261,9 +261,11 @@ PATHS: dict[str, Any] = {
                 ),
                 "404": _error("subject_not_found: no such subject of yours (or it was deleted)."),
                 "413": _error(
-                    "file_too_large, image_too_large (pixels), request_too_large; "
-                    "too_many_queued_jobs or queue_quota_exceeded when this submission alone "
-                    "is over MAX_QUEUED_JOBS_PER_USER or MAX_QUEUED_BYTES_PER_USER."
+                    "file_too_large; image_too_large: pixels per frame, DICOM frames, or decoded "
+                    "bytes (checked from the header before decoding) over the limits; "
+                    "request_too_large; too_many_queued_jobs or queue_quota_exceeded when this "
+                    "submission alone is over MAX_QUEUED_JOBS_PER_USER or "
+                    "MAX_QUEUED_BYTES_PER_USER."
                 ),
                 "415": _error("unsupported_media_type: not an accepted image format."),
                 "422": _error(
