@@ -110,23 +110,10 @@ def submit_job(
 
 def dicom_bytes(pixels: np.ndarray, pixel_spacing: tuple[float, float] | None) -> bytes:
     """A minimal valid DICOM (8-bit MONOCHROME2) holding the pixels and optional PixelSpacing."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = FileDataset("scan.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
-    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    dataset.Modality = "US"
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel = 1
-    dataset.PhotometricInterpretation = "MONOCHROME2"
-    dataset.BitsAllocated = dataset.BitsStored = 8
-    dataset.HighBit = 7
-    dataset.PixelRepresentation = 0
+    rows, columns = pixels.shape
+    dataset = _dicom_dataset(rows, columns, 1, ExplicitVRLittleEndian)
     if pixel_spacing is not None:
         dataset.PixelSpacing = [f"{pixel_spacing[0]:.6g}", f"{pixel_spacing[1]:.6g}"]
     dataset.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()

@@ -16,6 +16,7 @@ from PIL import Image
 
 import tasks.perimeter
 from pipelines.base import PipelineOutput, ProgressCallback
+from pipelines.limits import DEFAULT_LIMITS, ImageLimits
 from pipelines.perimeter import perimeter_pipeline
 from workers.celery_app import celery, flask_app
 
@@ -25,7 +26,10 @@ DEADLY_PIXELS = 3000 * 3000
 
 
 def pipeline_or_death(
-    inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
+    inputs: list[Path],
+    params: dict[str, Any],
+    progress: ProgressCallback,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> PipelineOutput:
     """Die on a large mask (after a progress report, as a real job would), measure otherwise."""
     with Image.open(inputs[0]) as mask:
@@ -33,7 +37,7 @@ def pipeline_or_death(
     if deadly:
         progress(10)
         os.kill(os.getpid(), signal.SIGKILL)
-    return perimeter_pipeline(inputs, params, progress)
+    return perimeter_pipeline(inputs, params, progress, limits)
 
 
 tasks.perimeter.perimeter_pipeline = pipeline_or_death

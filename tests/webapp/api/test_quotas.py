@@ -110,11 +110,11 @@ def test_a_submission_over_the_limit_on_its_own_is_413_not_429(
     assert job_count() == 0
 
 
+# SQLite has no row locks (development only); production runs on Postgres.
+@pytest.mark.parametrize("backend_app", ["postgres"], indirect=True)
 def test_two_simultaneous_uploads_cannot_both_take_the_last_place(
     app: Flask, client: FlaskClient, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if current_settings().is_sqlite:
-        pytest.skip("SQLite has no row locks; production runs on Postgres")
     limit(monkeypatch, MAX_QUEUED_JOBS_PER_USER=1)
     counted = webapp.quotas.queued_usage
 
