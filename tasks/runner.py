@@ -63,7 +63,10 @@ def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> str
     if stage.first or redelivered:
         # Counted where deliveries happen: a job whose process died under it MAX_ATTEMPTS times
         # is delivered once more and failed here, and its message is acknowledged.
-        lost = job_state.give_up_if_exhausted(job_id, current_settings().MAX_ATTEMPTS)
+        # A database-outage retry (task.request.retries) ended its attempt without dying, so
+        # each one allows one more claim: only deaths count towards the limit.
+        allowed = current_settings().MAX_ATTEMPTS + task.request.retries
+        lost = job_state.give_up_if_exhausted(job_id, allowed)
         if lost is not None:
             log.error("job %s: %s", job_id, lost.error_message)
             if lost.parent_id is not None:

@@ -258,6 +258,21 @@ def test_a_job_below_max_attempts_runs_again(app: Flask, client: FlaskClient) ->
     assert fetch(job_id).attempts == 2
 
 
+def test_database_outage_retries_do_not_count_as_lost_processes(
+    app: Flask, client: FlaskClient
+) -> None:
+    from webapp.settings_access import current_settings
+
+    job_id = new_job(client)
+    attempts = current_settings().MAX_ATTEMPTS
+    # Every claim so far ended in a database-outage retry (the task's own retry, not a death).
+    for _ in range(attempts):
+        assert job_state.claim(job_id, "w@host") is not None
+    retried = perimeter_task(app).apply(args=[str(job_id)], retries=attempts)
+    assert retried.get() == "succeeded"
+    assert fetch(job_id).attempts == attempts + 1
+
+
 def test_a_later_stage_redelivered_after_max_attempts_fails_with_worker_lost(
     app: Flask, client: FlaskClient
 ) -> None:
