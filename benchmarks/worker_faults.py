@@ -120,10 +120,16 @@ def crashing_job(fleet: Fleet, timeout: float) -> list[Row]:
         submitted = time.monotonic()
         doomed = submit_job(client, headers, [(deadly, "huge.png")]).get_json()["id"]
         fine = submit_job(client, headers).get_json()["id"]
-        wait_until(lambda: status(client, headers, doomed)["status"] in FINAL, timeout, "doomed")
-        failed_in = time.monotonic() - submitted
-        wait_until(lambda: status(client, headers, fine)["status"] in FINAL, timeout, "fine")
-        fine_in = time.monotonic() - submitted
+        ended: dict[str, float] = {}
+
+        def both_final() -> bool:
+            for job_id in {doomed, fine} - ended.keys():
+                if status(client, headers, job_id)["status"] in FINAL:
+                    ended[job_id] = time.monotonic() - submitted
+            return len(ended) == 2
+
+        wait_until(both_final, timeout, "the jobs did not end")
+        failed_in, fine_in = ended[doomed], ended[fine]
         job, after = status(client, headers, doomed), status(client, headers, fine)
         alive = process.poll() is None
     code = (job.get("error") or {}).get("code")
