@@ -1,6 +1,6 @@
 """How long the fleet takes to recover from worker faults, with the default liveness settings.
 
-    python -m benchmarks.worker_faults [--fault kill --fault cancel --fault crash] [--timeout 300]
+    python -m benchmarks.worker_faults [--fault kill|cancel|crash ...] [--rounds 1] [--timeout 300]
 
 Real ``celery worker`` processes (workers/launch.py) on a fresh Postgres database
 (TEST_DATABASE_URL, as the tests) and the Redis at REDIS_URL (database 8), the app in process;
@@ -151,6 +151,7 @@ def main() -> None:
     """Measure each fault and print one table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fault", choices=FAULTS, action="append", help="repeatable; all if none")
+    parser.add_argument("--rounds", type=int, default=1, help="times each fault is measured")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per wait, at most")
     args = parser.parse_args()
     faults = args.fault or list(FAULTS)
@@ -161,15 +162,15 @@ def main() -> None:
         base = Path(scratch)
         with fresh_postgres_database() as database_url:
             fleet = Fleet(database_url, base / "media", broker, base)
-            for fault in faults:
+            for fault in [fault for fault in faults for _ in range(args.rounds)]:
                 redis.Redis.from_url(broker).flushdb()
                 if fault == "kill":
                     rows += killed_worker(fleet, args.timeout)
                 elif fault == "crash":
                     rows += crashing_job(fleet, args.timeout)
                 else:
-                    (base / "cancel").mkdir()
-                    rows += cancelled_job(base / "cancel", broker, args.timeout)
+                    folder = Path(tempfile.mkdtemp(dir=base))
+                    rows += cancelled_job(folder, broker, args.timeout)
     print(
         f"\nWorker faults: {os.cpu_count()} CPUs, no GPU, Python {platform.python_version()}; "
         f"WORKER_HEARTBEAT_SECONDS={settings.WORKER_HEARTBEAT_SECONDS:g}, "
