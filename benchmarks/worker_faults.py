@@ -99,7 +99,7 @@ def cancelled_job(base: Path, broker: str, timeout: float) -> list[Row]:
     return [
         (
             "DELETE of a running 30-photo face_extraction job",
-            f"task stopped {stopped:.1f} s after DELETE; job {job['status']}",
+            f"task stopped {stopped:.2f} s after DELETE; job {job['status']}",
             f"pool pids {'unchanged' if same_pool else 'CHANGED'}",
         ),
         (
