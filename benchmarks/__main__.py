@@ -3,6 +3,11 @@
     make bench            (or: python -m benchmarks --jobs 30 --series 5)
     python -m benchmarks --memory     (only the peak memory table, benchmarks/memory.py)
 
+Faults and hostile input have modules of their own (real processes, minutes; `make bench-faults`
+runs the first two): ``python -m benchmarks.worker_faults``, ``python -m
+benchmarks.hostile_uploads``, ``python -m benchmarks.database_outage``, ``python -m
+benchmarks.account_answers``.
+
 Perimeter and head circumference run on HC18 images; face extraction and sequence inference on
 the public-domain astronaut portrait from scikit-image, shifted and rescaled per photo.
 
