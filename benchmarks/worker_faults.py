@@ -10,7 +10,9 @@ the scenarios of tests/integration/test_worker_resilience.py, measured instead o
   has its main and pool process SIGKILLed while it runs (a lost host, the OOM killer). Seconds
   from the kill until the job succeeded on the other worker: the dead worker's heartbeat expires
   (WORKER_HEARTBEAT_TTL_SECONDS), the message is older than ORPHAN_MESSAGE_GRACE_SECONDS, and the
-  next sweep (every ORPHAN_SWEEP_SECONDS) puts it back on its queue.
+  next sweep (every ORPHAN_SWEEP_SECONDS, on a heartbeat tick) puts it back on its queue: from
+  60 to about 100 s with the defaults, depending on where the sweep's period falls (here the
+  workers start just before the job, which puts it near the late end).
 - cancel: DELETE of a running 30-photo face_extraction job (tiny stand-in models, mtcnn's
   detector): seconds until the task stopped, whether the pool processes are the same ones, and how
   long the next one-photo job then takes.
