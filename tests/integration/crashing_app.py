@@ -31,10 +31,7 @@ def pipeline_or_death(
     progress: ProgressCallback,
     limits: ImageLimits = DEFAULT_LIMITS,
 ) -> PipelineOutput:
-    """Die on a large mask (after a progress report, as a real job would), measure otherwise.
-
-    Same signature as ``perimeter_pipeline``, which the task calls with the worker's limits.
-    """
+    """Die on a large mask (after a progress report, as a real job would), measure otherwise."""
     with Image.open(inputs[0]) as mask:
         deadly = mask.width * mask.height > DEADLY_PIXELS
     if deadly:
