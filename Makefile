@@ -22,7 +22,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 SERVICES := $(VENV_PY) scripts/services.py
 LINT_PATHS := $(wildcard webapp workers tasks models pipelines scheduler scripts benchmarks tests deploy)
 
-.PHONY: help venv install run test test-tools chromium nginx lint format migrate bench services-stop clean distclean
+.PHONY: help venv install run test test-tools chromium nginx lint format migrate bench bench-faults services-stop clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -103,6 +103,12 @@ migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite in 
 
 bench: $(STAMP) ## Run the benchmarks
 	$(VENV_PY) -m benchmarks
+
+# Real worker, gunicorn and nginx processes on Postgres and Redis: a few minutes, mostly the
+# default liveness timeouts (a killed worker's job comes back after 60-90 s).
+bench-faults: $(STAMP) test-tools ## Recovery from worker faults and hostile uploads (minutes)
+	$(SERVICES) --redis --postgres -- $(VENV_PY) -m benchmarks.worker_faults
+	$(SERVICES) --redis -- $(VENV_PY) -m benchmarks.hostile_uploads
 
 services-stop: ## Stop the private Redis/Postgres started by scripts/services.py
 	$(if $(wildcard $(VENV_PY)),$(VENV_PY),python3) scripts/services.py stop

@@ -3,6 +3,11 @@
     make bench            (or: python -m benchmarks --jobs 30 --series 5)
     python -m benchmarks --memory     (only the peak memory table, benchmarks/memory.py)
 
+Faults and hostile input have modules of their own (real processes, minutes; `make bench-faults`
+runs the first two): ``python -m benchmarks.worker_faults``, ``python -m
+benchmarks.hostile_uploads``, ``python -m benchmarks.database_outage``, ``python -m
+benchmarks.account_answers``.
+
 Perimeter and head circumference run on HC18 images; face extraction and sequence inference on
 the public-domain astronaut portrait from scikit-image, shifted and rescaled per photo.
 
@@ -86,6 +91,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def paths_list(paths: Path | list[Path]) -> list[Path]:
+    """One path or several, as a list."""
+    return paths if isinstance(paths, list) else [paths]
+
+
+def bench_database(env: dict[str, str]) -> None:
+    """Migrate the database at env's DATABASE_URL and add the benchmark's confirmed user."""
+    app = create_app({key: env[key] for key in ("DATABASE_URL", "REDIS_URL", "MEDIA_ROOT")})
+    with app.app_context():
+        upgrade()
+        user = User(email=EMAIL, email_confirmed_at=utcnow())
+        user.set_password(PASSWORD)
+        db.session.add(user)
+        db.session.commit()
+        db.engine.dispose()
+
+
 class ApiClient:
     """Just enough of an HTTP client for the benchmark (standard library only)."""
 
@@ -103,25 +125,32 @@ class ApiClient:
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
 
-    def run_job(self, job_type: str, paths: Path | list[Path], params: dict) -> dict:
-        """Submit files as multipart form data and poll the job until it is final."""
+    def job_request(
+        self, job_type: str, files: list[tuple[bytes, str]], params: dict
+    ) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of a job submission: (content, filename) pairs as form data."""
         boundary = uuid.uuid4().hex
         body = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\n{job_type}\r\n'
             f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n'
             f"{json.dumps(params)}\r\n"
         ).encode()
-        for path in paths if isinstance(paths, list) else [paths]:
+        for content, filename in files:
             body += (
                 (
                     f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
-                    f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                    f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
                 ).encode()
-                + path.read_bytes()
+                + content
                 + b"\r\n"
             )
         body += f"--{boundary}--\r\n".encode()
-        headers = {**self.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        return body, {**self.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+    def run_job(self, job_type: str, paths: Path | list[Path], params: dict) -> dict:
+        """Submit files as multipart form data and poll the job until it is final."""
+        files = [(path.read_bytes(), path.name) for path in paths_list(paths)]
+        body, headers = self.job_request(job_type, files, params)
         job = self.call("POST", "/api/v1/jobs", body, headers)
         while job["status"] not in {"succeeded", "failed", "cancelled"}:
             time.sleep(POLL_SECONDS)
@@ -277,13 +306,7 @@ def main() -> None:
         "REDIS_URL": redis_url,
         "MEDIA_ROOT": str(scratch / "media"),
     }
-    app = create_app({key: env[key] for key in ("DATABASE_URL", "REDIS_URL", "MEDIA_ROOT")})
-    with app.app_context():
-        upgrade()
-        user = User(email=EMAIL, email_confirmed_at=utcnow())
-        user.set_password(PASSWORD)
-        db.session.add(user)
-        db.session.commit()
+    bench_database(env)
     port = free_port()
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",

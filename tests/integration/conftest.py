@@ -88,24 +88,25 @@ def running_stack(
                 db.engine.dispose()
 
 
+def tiny_models(registry: Path) -> dict[str, str]:
+    """Write tiny real models into a registry; the settings that make a worker serve them."""
+    # Tiny real models stand in for the released ones: the plumbing is under test here.
+    write_registry_model(registry, TEST_MODEL, "1.0.0", bright_pixel_model(), BINARY_CLASSES)
+    write_sequence_model(registry, TEST_SEQUENCE_MODEL)
+    write_classifier(registry, TEST_CLASSIFIER)
+    return {
+        "MODEL_DIR": str(registry),
+        "SEGMENTATION_MODEL": TEST_MODEL,
+        "SEQUENCE_MODEL": TEST_SEQUENCE_MODEL,
+        "CLASSIFICATION_MODEL": TEST_CLASSIFIER,
+    }
+
+
 @pytest.fixture(scope="session")
 def worker_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[WorkerStack]:
     """One worker for the integration tests, with tiny stand-in segmentation and sequence models."""
     base = tmp_path_factory.mktemp("integration")
-    # Tiny real models stand in for the released ones: the plumbing is under test here.
-    write_registry_model(
-        base / "registry", TEST_MODEL, "1.0.0", bright_pixel_model(), BINARY_CLASSES
-    )
-    write_sequence_model(base / "registry", TEST_SEQUENCE_MODEL)
-    write_classifier(base / "registry", TEST_CLASSIFIER)
-    with running_stack(
-        base,
-        redis_url,
-        MODEL_DIR=str(base / "registry"),
-        SEGMENTATION_MODEL=TEST_MODEL,
-        SEQUENCE_MODEL=TEST_SEQUENCE_MODEL,
-        CLASSIFICATION_MODEL=TEST_CLASSIFIER,
-    ) as stack:
+    with running_stack(base, redis_url, **tiny_models(base / "registry")) as stack:
         yield stack
 
 
