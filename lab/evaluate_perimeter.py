@@ -1,6 +1,6 @@
 """Measure every HC18 mask with the perimeter pipeline and compare with the reference circumference.
 
-python -m pipelines.evaluate_perimeter --data ../shared/datasets/hc18
+python -m lab.evaluate_perimeter --data ../shared/datasets/hc18
 """
 
 from __future__ import annotations
