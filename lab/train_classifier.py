@@ -19,11 +19,10 @@ from typing import Any
 
 import keras
 import numpy as np
-from PIL import Image
 
 from lab.batching import AugmentedBatches
 from lab.classifier_net import build_classifier
-from lab.hc18 import Hc18Image, list_images, load_gray, resize, split_by_subject
+from lab.hc18 import Hc18Image, list_images, load_images, split_by_subject
 from lab.release import command_line, release
 from lab.training_log import write_training_log
 from lab.trimester import TRIMESTERS, trimester_index
@@ -36,11 +35,8 @@ UNCERTAIN_BELOW = 0.6
 
 def arrays(images: list[Hc18Image], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Images in [0, 1] as (N, H, W, 1) float32 and trimester labels (N,)."""
-    x = np.stack(
-        [resize(load_gray(i.image_path), height, width, Image.Resampling.BILINEAR) for i in images]
-    )
     y = np.array([trimester_index(i.head_circumference_mm) for i in images])
-    return (x[..., None] / 255.0).astype(np.float32), y
+    return load_images(images, height, width), y
 
 
 def augment_images(
