@@ -39,7 +39,7 @@ import redis
 from flask_migrate import upgrade
 
 from benchmarks.memory import memory_table
-from models.hc18 import list_images
+from lab.hc18 import list_images
 from models.serving import classification_model, segmentation_model
 from pipelines.classification import classify_images
 from pipelines.head_circumference import measure_head

@@ -1,1 +1,4 @@
-"""Neural networks: Keras definitions, a registry of versioned weights, training, evaluation."""
+"""Serving models: the registry of versioned weights, loading them in a worker, the face detector.
+
+Training, datasets and evaluation live in ``lab`` (development only; nothing here imports it).
+"""

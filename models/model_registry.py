@@ -3,6 +3,7 @@
 A manifest names the weights file and its sha256, the input size and channels, the preprocessing,
 the output classes and the validation metrics. An operator drops a new version folder in and
 selects it by configuration; no code changes. Weights whose hash does not match are refused.
+The trainers write version folders with ``lab.release``; this module only reads them.
 """
 
 from __future__ import annotations
@@ -61,19 +62,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def save_release(model: Any, folder: Path, fields: dict[str, Any]) -> Path:
-    """Save a Keras model (no optimizer state) and its manifest as a registry version folder.
-
-    ``fields`` holds everything but the file name and hash, which are filled in here.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / "model.keras"
-    model.save(weights)
-    manifest = {"file": weights.name, "sha256": file_sha256(weights), **fields}
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-    return weights
 
 
 class ModelRegistry:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -10,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from models.model_registry import ModelManifest, ModelRegistry, RegistryError
-from pipelines.base import ModelIdentity
+from pipelines.base import ModelIdentity, PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,16 @@ class ModelCache:
         return self._models[key]
 
 
+@contextmanager
+def model_unavailable() -> Iterator[None]:
+    """Turn a RegistryError inside the block into the job failure ``model_unavailable``."""
+    try:
+        yield
+    except RegistryError as exc:
+        # The registry's message names the model, version and reason; the job record keeps it.
+        raise PipelineError("model_unavailable", str(exc)) from None
+
+
 # The worker process's models (filled at warm-up after the fork, or on first use).
 process_models = ModelCache()
 
@@ -109,6 +121,7 @@ __all__ = [
     "RegistryError",
     "classification_model",
     "load_model",
+    "model_unavailable",
     "process_models",
     "segmentation_model",
     "sequence_model",

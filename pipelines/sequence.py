@@ -23,7 +23,7 @@ from pipelines.base import (
     png_bytes,
 )
 
-# Input names of the sequence model (models.sequence_net); kept here so pipelines stay Keras-free.
+# Input names of the sequence model (lab.sequence_net); kept here so pipelines stay Keras-free.
 FRAMES_INPUT = "frames"
 MASK_INPUT = "mask"
 # Fewer usable frames than this show a level, not a trend.

@@ -7,8 +7,8 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from models.serving import RegistryError, process_models
-from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
+from models.serving import model_unavailable, process_models
+from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.classification import classify_images
 from tasks.runner import run_job
 from webapp.settings_access import current_settings
@@ -21,10 +21,8 @@ def classify_with_model(
     settings = current_settings()
     name = params.get("model") or settings.CLASSIFICATION_MODEL
     version = "" if params.get("model") else settings.CLASSIFICATION_MODEL_VERSION
-    try:
+    with model_unavailable():
         loaded = process_models.get(settings.MODEL_DIR, name, version)
-    except RegistryError as exc:
-        raise PipelineError("model_unavailable", str(exc)) from None
     threshold = params.get("uncertain_below")
     if threshold is None:
         threshold = loaded.manifest.uncertain_below

@@ -9,8 +9,9 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from models.model_registry import ModelRegistry, RegistryError
-from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
+from models.model_registry import ModelRegistry
+from models.serving import model_unavailable
+from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.head_circumference import measure_head
 from tasks.runner import Stage, run_job
 from tasks.segmentation import segment_with_model
@@ -28,12 +29,10 @@ def boundary_offset(model_dir: Path, job_id: uuid.UUID) -> float:
     job = db.session.get(Job, job_id)
     if job is None or not job.model_name or not job.model_version:
         return 0.0
-    try:
+    with model_unavailable():
         return (
             ModelRegistry(model_dir).manifest(job.model_name, job.model_version).boundary_offset_px
         )
-    except RegistryError as exc:
-        raise PipelineError("model_unavailable", str(exc)) from None
 
 
 @shared_task(name="scanqueue.head_circumference.segment", bind=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from models.serving import LoadedModel, RegistryError, segmentation_model
-from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
+from models.serving import LoadedModel, model_unavailable, segmentation_model
+from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.segmentation import segmentation_pipeline
 from tasks.runner import run_job
 from webapp.settings_access import current_settings
@@ -17,10 +17,8 @@ from webapp.settings_access import current_settings
 
 def job_segmentation_model() -> LoadedModel:
     """The process's segmentation model; a registry problem becomes a clear job failure."""
-    try:
+    with model_unavailable():
         return segmentation_model(current_settings())
-    except RegistryError as exc:
-        raise PipelineError("model_unavailable", str(exc)) from None
 
 
 def segment_with_model(

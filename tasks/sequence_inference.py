@@ -11,8 +11,8 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from models.serving import RegistryError, sequence_model
-from pipelines.base import PipelineError, PipelineOutput, ProgressCallback
+from models.serving import model_unavailable, sequence_model
+from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.faces import crop_artifact_name
 from pipelines.sequence import Frame, predict_trend
 from tasks.runner import Stage, run_job
@@ -57,10 +57,8 @@ def predict(self: Task, job_id: str) -> str:
         _inputs: list[Path], _params: dict[str, Any], progress: ProgressCallback
     ) -> PipelineOutput:
         settings = current_settings()
-        try:
+        with model_unavailable():
             loaded = sequence_model(settings)
-        except RegistryError as exc:
-            raise PipelineError("model_unavailable", str(exc)) from None
         job = db.session.get(Job, uuid.UUID(job_id))
         frames = series_frames(job, MediaStorage(settings.MEDIA_ROOT))
         return predict_trend(frames, loaded.model, loaded.manifest, progress, loaded.identity)

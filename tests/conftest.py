@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy.engine import make_url
 
-from models.hc18 import Hc18Image, list_images
+from lab.hc18 import Hc18Image, list_images
 from scripts.mail_sink import MailSink
 from webapp import create_app
 from webapp.extensions import db, limiter

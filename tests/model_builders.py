@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.model_registry import save_release
+from lab.release import save_release
 
 INPUT_HEIGHT, INPUT_WIDTH = 16, 24
 
@@ -60,7 +60,7 @@ def tiny_sequence_model():
     """The real sequence architecture at toy size, with seeded random weights."""
     import keras
 
-    from models.sequence_net import build_sequence_model
+    from lab.sequence_net import build_sequence_model
 
     # A seed whose random weights leave no dead path from the frames to the output.
     keras.utils.set_random_seed(1)

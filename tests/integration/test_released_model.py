@@ -11,7 +11,7 @@ from tests.integration.conftest import WorkerStack, signed_in, succeeded_job
 pytestmark = pytest.mark.integration
 needs_hc18 = pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"no HC18 data at {HC18_DIR}")
 
-# Validation-split images (models/hc18_split.json): never seen in training.
+# Validation-split images (lab/hc18_split.json): never seen in training.
 IMAGES = ["000_HC.png", "015_HC.png"]
 
 

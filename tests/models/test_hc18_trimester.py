@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from models.hc18 import SPLIT_FILE, list_images
+from lab.hc18 import SPLIT_FILE, list_images
+from lab.train_classifier import MODEL_NAME, arrays
+from lab.trimester import gestational_age_weeks, trimester_index
 from models.serving import ModelCache
-from models.train_classifier import MODEL_NAME, arrays
-from models.trimester import gestational_age_weeks, trimester_index
 from tests.conftest import HC18_DIR
 from webapp.config import load_settings
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from models.evaluate import score_images
-from models.hc18 import SPLIT_FILE, list_images
+from lab.evaluate import score_images
+from lab.hc18 import SPLIT_FILE, list_images
+from lab.unet import build_unet
 from models.serving import ModelCache
-from models.unet import build_unet
 from tests.conftest import HC18_DIR
 from webapp.config import load_settings
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from models.model_registry import ModelRegistry, RegistryError
-from models.serving import ModelCache, load_model
+from models.serving import ModelCache, load_model, model_unavailable
+from pipelines.base import PipelineError
 from tests.model_builders import (
     BINARY_CLASSES,
     INPUT_HEIGHT,
@@ -43,6 +44,12 @@ def test_unknown_model_or_version_is_a_clear_error(registry_root: Path) -> None:
         registry.manifest("other")
     with pytest.raises(RegistryError, match=r"no version '2\.0\.0'.*1\.2\.0"):
         registry.manifest("seg", "2.0.0")
+
+
+def test_a_registry_error_fails_the_job_as_model_unavailable(registry_root: Path) -> None:
+    with pytest.raises(PipelineError, match="no model 'other'") as failure, model_unavailable():
+        ModelCache().get(registry_root, "other")
+    assert failure.value.code == "model_unavailable"
 
 
 def test_weights_with_a_wrong_hash_are_refused(tmp_path: Path) -> None:

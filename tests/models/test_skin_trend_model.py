@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lab.skin_sequences import make_sequences
+from lab.train_sequence import MODEL_NAME, SEED, predict, roc_auc
 from models.serving import ModelCache
-from models.skin_sequences import make_sequences
-from models.train_sequence import MODEL_NAME, SEED, predict, roc_auc
 from pipelines.sequence import FRAMES_INPUT, MASK_INPUT
 from webapp.config import load_settings
 

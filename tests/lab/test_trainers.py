@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lab.train_classifier import MODEL_NAME as TRIMESTER_MODEL
+from lab.train_sequence import MODEL_NAME as SKIN_MODEL
 from models.serving import LoadedModel, ModelCache
-from models.train_classifier import MODEL_NAME as TRIMESTER_MODEL
-from models.train_sequence import MODEL_NAME as SKIN_MODEL
 from tests.conftest import HC18_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +45,11 @@ def check_release(work: Path, name: str, module: str) -> LoadedModel:
 def test_sequence_trainer_releases_a_loadable_model(tmp_path: Path) -> None:
     release = tmp_path / "registry" / SKIN_MODEL / "0.0.1"
     run_trainer(
-        "models.train_sequence",
+        "lab.train_sequence",
         *("--out", str(tmp_path / "run"), "--release", str(release), "--version", "0.0.1"),
         *("--train", "16", "--validation", "8", "--test", "16", "--epochs", "1", "--filters", "4"),
     )
-    loaded = check_release(tmp_path, SKIN_MODEL, "models.train_sequence")
+    loaded = check_release(tmp_path, SKIN_MODEL, "lab.train_sequence")
     manifest = loaded.manifest
     assert manifest.max_frames == 30
     assert set(manifest.classes.values()) == {"deteriorating", "improving"}
@@ -65,11 +65,11 @@ def test_sequence_trainer_releases_a_loadable_model(tmp_path: Path) -> None:
 def test_classifier_trainer_releases_a_loadable_model(tmp_path: Path) -> None:
     release = tmp_path / "registry" / TRIMESTER_MODEL / "0.0.1"
     run_trainer(
-        "models.train_classifier",
+        "lab.train_classifier",
         *("--data", str(HC18_DIR), "--out", str(tmp_path / "run"), "--release", str(release)),
         *("--version", "0.0.1", "--epochs", "1", "--input-height", "32", "--input-width", "48"),
     )
-    loaded = check_release(tmp_path, TRIMESTER_MODEL, "models.train_classifier")
+    loaded = check_release(tmp_path, TRIMESTER_MODEL, "lab.train_classifier")
     manifest = loaded.manifest
     assert (manifest.input_height, manifest.input_width, manifest.channels) == (32, 48, 1)
     assert list(manifest.classes.values()) == ["first", "second", "third"]

@@ -1,6 +1,6 @@
 """Train a model of the registry from its data.
 
-python -m models.train hc18-unet --data ../shared/datasets/hc18 --out /tmp/hc18-unet
+python -m lab.train hc18-unet --data ../shared/datasets/hc18 --out /tmp/hc18-unet
 """
 
 from __future__ import annotations
@@ -13,42 +13,30 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from models.hc18 import list_images, load_training_arrays, split_by_subject, write_split
-from models.training_log import write_training_log
-from models.unet import build_unet
+from lab.batching import AugmentedBatches
+from lab.hc18 import list_images, load_training_arrays, split_by_subject, write_split
+from lab.release import command_line
+from lab.training_log import write_training_log
+from lab.unet import build_unet
 
 SEED = 18
 
 
-class AugmentedBatches(keras.utils.PyDataset):
-    """Shuffled batches with flips, small shifts and intensity jitter (training only)."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> None:
-        super().__init__()
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(x))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.x))
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        picked = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        xs, ys = self.x[picked].copy(), self.y[picked].copy()
-        for i in range(len(picked)):
-            if self.rng.random() < 0.5:
-                xs[i], ys[i] = xs[i, :, ::-1], ys[i, :, ::-1]
-            if self.rng.random() < 0.5:
-                xs[i], ys[i] = xs[i, ::-1], ys[i, ::-1]
-            dy, dx = self.rng.integers(-12, 13, size=2)
-            xs[i], ys[i] = np.roll(xs[i], (dy, dx), (0, 1)), np.roll(ys[i], (dy, dx), (0, 1))
-            gamma = math.exp(self.rng.uniform(-0.3, 0.3))
-            gain = self.rng.uniform(0.8, 1.2)
-            xs[i] = np.clip(gain * xs[i] ** gamma, 0.0, 1.0)
-        return xs, ys
+def augment_pairs(
+    xs: np.ndarray, ys: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flips, small shifts (applied to image and mask alike) and intensity jitter, per image."""
+    for i in range(len(xs)):
+        if rng.random() < 0.5:
+            xs[i], ys[i] = xs[i, :, ::-1], ys[i, :, ::-1]
+        if rng.random() < 0.5:
+            xs[i], ys[i] = xs[i, ::-1], ys[i, ::-1]
+        dy, dx = rng.integers(-12, 13, size=2)
+        xs[i], ys[i] = np.roll(xs[i], (dy, dx), (0, 1)), np.roll(ys[i], (dy, dx), (0, 1))
+        gamma = math.exp(rng.uniform(-0.3, 0.3))
+        gain = rng.uniform(0.8, 1.2)
+        xs[i] = np.clip(gain * xs[i] ** gamma, 0.0, 1.0)
+    return xs, ys
 
 
 def dice_coefficient(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
@@ -89,7 +77,7 @@ def train_hc18_unet(args: argparse.Namespace) -> None:
     weights = args.out / f"{args.model_name}.keras"
     started = time.perf_counter()
     history = model.fit(
-        AugmentedBatches(x_train, y_train, args.batch_size, SEED),
+        AugmentedBatches(x_train, y_train, args.batch_size, SEED, augment_pairs),
         validation_data=(x_val, y_val),
         epochs=args.epochs,
         verbose=2,
@@ -123,8 +111,6 @@ TRAINERS = {"hc18-unet": train_hc18_unet}
 
 def main() -> None:
     """Command-line entry point."""
-    import sys
-
     parser = argparse.ArgumentParser(description="Train a ScanQueue model.")
     parser.add_argument("model_name", choices=sorted(TRAINERS))
     parser.add_argument("--data", type=Path, required=True)
@@ -137,7 +123,7 @@ def main() -> None:
     parser.add_argument("--base-filters", type=int, default=12)
     parser.add_argument("--depth", type=int, default=4)
     args = parser.parse_args()
-    args.command_line = "python -m models.train " + " ".join(sys.argv[1:])
+    args.command_line = command_line("lab.train")
     TRAINERS[args.model_name](args)
 
 

@@ -96,13 +96,18 @@ def resize(array: np.ndarray, height: int, width: int, resample: Image.Resamplin
     return np.asarray(Image.fromarray(array).resize((width, height), resample))
 
 
+def load_images(images: list[Hc18Image], height: int, width: int) -> np.ndarray:
+    """Images at the input size (bilinear), scaled to [0, 1], as (N, H, W, 1) float32."""
+    x = np.stack(
+        [resize(load_gray(i.image_path), height, width, Image.Resampling.BILINEAR) for i in images]
+    )
+    return (x[..., None] / 255.0).astype(np.float32)
+
+
 def load_training_arrays(
     images: list[Hc18Image], height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images scaled to [0, 1] and masks as 0/1, both (N, H, W, 1) float32 at the input size."""
-    x = np.stack(
-        [resize(load_gray(i.image_path), height, width, Image.Resampling.BILINEAR) for i in images]
-    )
     masks = [(load_mask(i.mask_path) * 255).astype(np.uint8) for i in images]
     y = np.stack([resize(m, height, width, Image.Resampling.BILINEAR) >= 128 for m in masks])
-    return (x[..., None] / 255.0).astype(np.float32), y[..., None].astype(np.float32)
+    return load_images(images, height, width), y[..., None].astype(np.float32)

@@ -1,12 +1,11 @@
 """Measure every HC18 mask with the perimeter pipeline and compare with the reference circumference.
 
-python -m pipelines.evaluate_perimeter --data ../shared/datasets/hc18
+python -m lab.evaluate_perimeter --data ../shared/datasets/hc18
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -14,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lab.hc18 import list_images
 from pipelines.base import PipelineError
 from pipelines.perimeter import load_mask, measure_perimeter
-
-CSV_NAME = "training_set_pixel_size_and_HC.csv"
 
 
 @dataclass(frozen=True)
@@ -39,23 +37,20 @@ def compare_dataset(data_dir: Path) -> tuple[list[Comparison], list[tuple[str, s
     """Measure each mask listed in the CSV; returns comparisons and (name, error code) failures."""
     comparisons: list[Comparison] = []
     failures: list[tuple[str, str]] = []
-    with (data_dir / CSV_NAME).open() as handle:
-        for row in csv.DictReader(handle):
-            name = row["filename"]
-            mask_path = data_dir / "images" / name.replace(".png", "_Mask.png")
-            try:
-                measurement = measure_perimeter(load_mask(mask_path), float(row["pixel size(mm)"]))
-            except PipelineError as exc:
-                failures.append((name, exc.code))
-                continue
-            comparisons.append(
-                Comparison(
-                    name,
-                    measurement.circumference_mm,
-                    float(row["head circumference (mm)"]),
-                    measurement.quality_flags,
-                )
+    for image in list_images(data_dir):
+        try:
+            measurement = measure_perimeter(load_mask(image.mask_path), image.pixel_size_mm)
+        except PipelineError as exc:
+            failures.append((image.name, exc.code))
+            continue
+        comparisons.append(
+            Comparison(
+                image.name,
+                measurement.circumference_mm,
+                image.head_circumference_mm,
+                measurement.quality_flags,
             )
+        )
     return comparisons, failures
 
 

@@ -1,17 +1,16 @@
 """Train and evaluate the skin-trend ConvLSTM on synthetic series, and release it to the registry.
 
-python -m models.train_sequence --out /tmp/skin-trend \
+python -m lab.train_sequence --out /tmp/skin-trend \
     --release models/registry/skin-trend-convlstm/1.0.0
 
 Training, validation (checkpoint choice) and test (the reported metrics) series come from three
-different seeds of ``models.skin_sequences``; none of the test series was seen in training.
+different seeds of ``lab.skin_sequences``; none of the test series was seen in training.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from models.model_registry import save_release
-from models.sequence_net import FRAMES_INPUT, MASK_INPUT, build_sequence_model
-from models.skin_sequences import FRAME_SIZE, MAX_FRAMES, SequenceBatch, base_faces, make_sequences
-from models.training_log import write_training_log
+from lab.release import command_line, release
+from lab.sequence_net import FRAMES_INPUT, MASK_INPUT, build_sequence_model
+from lab.skin_sequences import FRAME_SIZE, MAX_FRAMES, SequenceBatch, base_faces, make_sequences
+from lab.training_log import write_training_log
 
 MODEL_NAME = "skin-trend-convlstm"
 SEED = 30
@@ -96,7 +95,7 @@ def main() -> None:
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--release", type=Path, help="registry version folder to write")
     args = parser.parse_args()
-    command = "python -m models.train_sequence " + " ".join(sys.argv[1:])
+    command = command_line("lab.train_sequence")
 
     keras.utils.set_random_seed(SEED)
     faces = base_faces()
@@ -148,27 +147,25 @@ def main() -> None:
         **metrics,
     )
     print(json.dumps(metrics, indent=1))
-    if args.release:
-        save_release(
-            best,
-            args.release,
-            {
-                "name": MODEL_NAME,
-                "version": args.version,
-                "input_height": FRAME_SIZE,
-                "input_width": FRAME_SIZE,
-                "channels": 3,
-                "max_frames": MAX_FRAMES,
-                "preprocessing": PREPROCESSING,
-                "classes": {str(k): v for k, v in CLASSES.items()},
-                "metrics": {
-                    "data": "synthetic series (models/skin_sequences.py), seeds "
-                    f"{SEED}/{SEED + 1}/{SEED + 2} for train/validation/test",
-                    **metrics,
-                },
+    release(
+        best,
+        args.release,
+        {
+            "name": MODEL_NAME,
+            "version": args.version,
+            "input_height": FRAME_SIZE,
+            "input_width": FRAME_SIZE,
+            "channels": 3,
+            "max_frames": MAX_FRAMES,
+            "preprocessing": PREPROCESSING,
+            "classes": {str(k): v for k, v in CLASSES.items()},
+            "metrics": {
+                "data": "synthetic series (lab/skin_sequences.py), seeds "
+                f"{SEED}/{SEED + 1}/{SEED + 2} for train/validation/test",
+                **metrics,
             },
-        )
-        print(f"released to {args.release}")
+        },
+    )
 
 
 if __name__ == "__main__":

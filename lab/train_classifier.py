@@ -1,11 +1,11 @@
 """Train, evaluate and release the HC18 trimester classifier.
 
-python -m models.train_classifier --data ../shared/datasets/hc18 --out /tmp/hc18-trimester \
+python -m lab.train_classifier --data ../shared/datasets/hc18 --out /tmp/hc18-trimester \
     --release models/registry/hc18-trimester/1.0.0
 
 Labels: the trimester of the gestational age that Hadlock's formula gives for the image's
-reference head circumference (models/trimester.py). Split: the HC18 subject-level split of the
-segmentation model (models/hc18_split.json), so no subject is in both sets.
+reference head circumference (lab/trimester.py). Split: the HC18 subject-level split of the
+segmentation model (lab/hc18_split.json), so no subject is in both sets.
 """
 
 from __future__ import annotations
@@ -13,20 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-from PIL import Image
 
-from models.classifier_net import build_classifier
-from models.hc18 import Hc18Image, list_images, load_gray, resize, split_by_subject
-from models.model_registry import save_release
-from models.training_log import write_training_log
-from models.trimester import TRIMESTERS, trimester_index
+from lab.batching import AugmentedBatches
+from lab.classifier_net import build_classifier
+from lab.hc18 import Hc18Image, list_images, load_images, split_by_subject
+from lab.release import command_line, release
+from lab.training_log import write_training_log
+from lab.trimester import TRIMESTERS, trimester_index
 
 MODEL_NAME = "hc18-trimester"
 SEED = 7
@@ -36,40 +35,21 @@ UNCERTAIN_BELOW = 0.6
 
 def arrays(images: list[Hc18Image], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Images in [0, 1] as (N, H, W, 1) float32 and trimester labels (N,)."""
-    x = np.stack(
-        [resize(load_gray(i.image_path), height, width, Image.Resampling.BILINEAR) for i in images]
-    )
     y = np.array([trimester_index(i.head_circumference_mm) for i in images])
-    return (x[..., None] / 255.0).astype(np.float32), y
+    return load_images(images, height, width), y
 
 
-class Augmented(keras.utils.PyDataset):
-    """Shuffled batches with left-right flips, small shifts and intensity jitter."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> None:
-        super().__init__()
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(x))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.x))
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        picked = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        xs = self.x[picked].copy()
-        for i in range(len(picked)):
-            if self.rng.random() < 0.5:
-                xs[i] = xs[i, :, ::-1]
-            dy, dx = self.rng.integers(-8, 9, size=2)
-            xs[i] = np.roll(xs[i], (dy, dx), (0, 1))
-            xs[i] = np.clip(
-                self.rng.uniform(0.8, 1.2) * xs[i] ** math.exp(self.rng.uniform(-0.3, 0.3)), 0, 1
-            )
-        return xs, self.y[picked]
+def augment_images(
+    xs: np.ndarray, ys: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Left-right flips, small shifts and intensity jitter per image; labels unchanged."""
+    for i in range(len(xs)):
+        if rng.random() < 0.5:
+            xs[i] = xs[i, :, ::-1]
+        dy, dx = rng.integers(-8, 9, size=2)
+        xs[i] = np.roll(xs[i], (dy, dx), (0, 1))
+        xs[i] = np.clip(rng.uniform(0.8, 1.2) * xs[i] ** math.exp(rng.uniform(-0.3, 0.3)), 0, 1)
+    return xs, ys
 
 
 def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
@@ -117,7 +97,7 @@ def main() -> None:
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--release", type=Path)
     args = parser.parse_args()
-    command = "python -m models.train_classifier " + " ".join(sys.argv[1:])
+    command = command_line("lab.train_classifier")
 
     keras.utils.set_random_seed(SEED)
     train, validation = split_by_subject(list_images(args.data))
@@ -143,7 +123,7 @@ def main() -> None:
     checkpoint = args.out / "best.keras"
     started = time.perf_counter()
     history = model.fit(
-        Augmented(x_train, y_train, args.batch_size, SEED),
+        AugmentedBatches(x_train, y_train, args.batch_size, SEED, augment_images),
         validation_data=(x_val, y_val),
         epochs=args.epochs,
         class_weight=weights,
@@ -167,23 +147,21 @@ def main() -> None:
         validation=metrics,
     )
     print(json.dumps(metrics, indent=1))
-    if args.release:
-        save_release(
-            best,
-            args.release,
-            {
-                "name": MODEL_NAME,
-                "version": args.version,
-                "input_height": args.input_height,
-                "input_width": args.input_width,
-                "channels": 1,
-                "preprocessing": PREPROCESSING,
-                "classes": {str(i): name for i, name in enumerate(TRIMESTERS)},
-                "uncertain_below": UNCERTAIN_BELOW,
-                "metrics": {"split": "validation (models/hc18_split.json)", **metrics},
-            },
-        )
-        print(f"released to {args.release}")
+    release(
+        best,
+        args.release,
+        {
+            "name": MODEL_NAME,
+            "version": args.version,
+            "input_height": args.input_height,
+            "input_width": args.input_width,
+            "channels": 1,
+            "preprocessing": PREPROCESSING,
+            "classes": {str(i): name for i, name in enumerate(TRIMESTERS)},
+            "uncertain_below": UNCERTAIN_BELOW,
+            "metrics": {"split": "validation (lab/hc18_split.json)", **metrics},
+        },
+    )
 
 
 if __name__ == "__main__":

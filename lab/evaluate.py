@@ -1,6 +1,6 @@
 """Evaluate a model on its validation split, measuring the way the job does.
 
-    python -m models.evaluate hc18-unet --data ../shared/datasets/hc18 --weights FILE
+    python -m lab.evaluate hc18-unet --data ../shared/datasets/hc18 --weights FILE
         [--release models/registry/hc18-unet/1.0.0]
 
 For each validation image: predict, bring the probabilities back to 800x540, threshold, fit the
@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from models.hc18 import Hc18Image, list_images, load_gray, load_mask, split_by_subject
-from models.model_registry import ModelManifest, file_sha256, save_release
+from lab.hc18 import Hc18Image, list_images, load_gray, load_mask, split_by_subject
+from lab.release import release
+from models.model_registry import ModelManifest, file_sha256
 from pipelines.base import PipelineError
 from pipelines.head_circumference import inset
 from pipelines.perimeter import measure_perimeter
@@ -209,23 +210,19 @@ def spec_for(
     )  # fmt: skip
 
 
-def release(model: Any, spec: ModelManifest, metrics: dict[str, float], folder: Path) -> None:
-    """Save the model into a registry folder with its manifest."""
-    save_release(
-        model,
-        folder,
-        {
-            "name": spec.name,
-            "version": spec.version,
-            "input_height": spec.input_height,
-            "input_width": spec.input_width,
-            "channels": spec.channels,
-            "preprocessing": spec.preprocessing,
-            "classes": {str(k): v for k, v in spec.classes.items()},
-            "boundary_offset_px": spec.boundary_offset_px,
-            "metrics": {"split": "validation (models/hc18_split.json)", **metrics},
-        },
-    )
+def release_fields(spec: ModelManifest, metrics: dict[str, float]) -> dict[str, Any]:
+    """The manifest fields of a calibrated U-Net release."""
+    return {
+        "name": spec.name,
+        "version": spec.version,
+        "input_height": spec.input_height,
+        "input_width": spec.input_width,
+        "channels": spec.channels,
+        "preprocessing": spec.preprocessing,
+        "classes": {str(k): v for k, v in spec.classes.items()},
+        "boundary_offset_px": spec.boundary_offset_px,
+        "metrics": {"split": "validation (lab/hc18_split.json)", **metrics},
+    }
 
 
 def main() -> None:
@@ -255,9 +252,7 @@ def main() -> None:
         "seconds_per_image": seconds_per_image,
     }
     print_report(metrics, scores)
-    if args.release:
-        release(model, spec, metrics, args.release)
-        print(f"released to {args.release}")
+    release(model, args.release, release_fields(spec, metrics))
 
 
 if __name__ == "__main__":
