@@ -27,9 +27,11 @@ _FAILED = "signin_failed"
 
 
 def signin_account_key() -> str:
-    """The account a sign-in attempt names (form field or HTTP Basic user), and the client."""
-    if request.authorization and request.authorization.username:
-        email = request.authorization.username
+    """The account a sign-in attempt names, and the client: the API's HTTP Basic user, the web
+    form's email field, never one for the other (each is what its view authenticates, so a
+    decoy in the other cannot spread or clear the count)."""
+    if request.blueprint == "api":
+        email = (request.authorization.username or "") if request.authorization else ""
     else:
         email = request.form.get("email", "")
     return f"account:{email.strip().lower()}|from:{get_remote_address()}"

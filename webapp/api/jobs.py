@@ -20,6 +20,7 @@ from webapp.jobtypes import JobType, get_job_type, invalid_params
 from webapp.queueing import enqueue_job, revoke_job
 from webapp.quotas import check_queue_quota
 from webapp.records import Artifact, Job, JobInput, JobStatus, Subject
+from webapp.request_guards import refuse_nul_characters
 from webapp.settings_access import current_settings
 from webapp.storage import MediaStorage
 from webapp.uploads import CheckedImage, check_image
@@ -287,6 +288,7 @@ def create_job() -> tuple[Response, int]:
             "email_unconfirmed",
             "Confirm your email address (follow the link we sent) before submitting jobs.",
         )
+    refuse_nul_characters(parse_multipart=True)
     job_type = get_job_type(request.form.get("type"))
     # A cheap early refusal before the files are decoded; the count that holds is in _store_jobs.
     check_queue_quota(g.user.id, 1, 0, lock=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,14 @@ def test_a_form_part_without_a_name_is_an_unexpected_field(
     assert response.status_code == 400, response.get_data(as_text=True)[:500]
     assert response.get_json()["error"]["code"] == "unexpected_field"
     assert_nothing_stored(media_root)
+
+
+def test_an_upload_is_not_parsed_before_its_sender_is_known(client: FlaskClient) -> None:
+    # A NUL in a multipart field would be a 400 - but only once the sender is authenticated:
+    # nobody unknown can make the server parse an upload.
+    anonymous = client.post(
+        "/api/v1/jobs",
+        data={"type": "perimeter\x00", "files": (io.BytesIO(b"x"), "mask.png")},
+        content_type="multipart/form-data",
+    )
+    assert anonymous.status_code == 401

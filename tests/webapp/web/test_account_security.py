@@ -19,6 +19,7 @@ from scripts.mail_sink import MailSink
 from tests.builders import (
     DEFAULT_PASSWORD,
     bearer,
+    csrf_token,
     link_path,
     make_prediction,
     make_subject,
@@ -374,6 +375,37 @@ def test_successful_sign_ins_do_not_count(client: FlaskClient) -> None:
             assert sign_in(client, user.email, "wrong password").status_code == 200
         assert sign_in(client, user.email).status_code == 302
         post_form(client, "/account/signout", {}, page="/")
+
+
+def web_sign_in_naming(client: FlaskClient, email: str, password: str, decoy: str) -> int:
+    """A web sign-in for ``email`` that also carries HTTP Basic credentials naming ``decoy``."""
+    token = csrf_token(client)
+    response = client.post(
+        "/account/signin",
+        data={"email": email, "password": password, "csrf_token": token},
+        headers=basic(decoy, "whatever"),
+    )
+    return response.status_code
+
+
+def test_a_decoy_basic_header_neither_spreads_nor_clears_web_failures(
+    client: FlaskClient,
+) -> None:
+    victim, attacker = make_user(), make_user()
+    # Each wrong guess names another account in an Authorization header the form ignores:
+    # the count is still the victim's.
+    for number in range(5):
+        decoy = f"decoy-{number}@example.org"
+        assert web_sign_in_naming(client, victim.email, "wrong", decoy) == 200
+    assert web_sign_in_naming(client, victim.email, DEFAULT_PASSWORD, "x@example.org") == 429
+    # Signing in to one's own account while naming the victim does not clear the victim's count.
+    other = second_browser(client, "10.0.0.5")
+    for _ in range(4):
+        assert web_sign_in_naming(other, victim.email, "wrong", attacker.email) == 200
+    assert web_sign_in_naming(other, attacker.email, DEFAULT_PASSWORD, victim.email) == 302
+    post_form(other, "/account/signout", {}, page="/")
+    assert web_sign_in_naming(other, victim.email, "wrong", attacker.email) == 200
+    assert web_sign_in_naming(other, victim.email, DEFAULT_PASSWORD, attacker.email) == 429
 
 
 def scrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
