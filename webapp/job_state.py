@@ -65,8 +65,8 @@ def give_up_if_exhausted(job_id: uuid.UUID, max_attempts: int) -> Job | None:
             status=JobStatus.FAILED.value,
             error_code=WORKER_LOST,
             error_message=(
-                f"The process running this job died {seen} time(s) (out of memory or killed); "
-                f"gave up after {seen} attempt(s)."
+                f"The job was started {seen} time(s) and never finished: its process died (out "
+                f"of memory or killed) or lost the database; gave up after {seen} attempt(s)."
             ),
             finished_at=utcnow(),
         )
