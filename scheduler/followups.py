@@ -17,6 +17,7 @@ from core.database import db
 from core.links import outcome_link
 from core.mailer import SEND_EMAIL_TASK
 from core.outcomes import PREDICTION_JOB_TYPE, latest_prediction, new_followup, outcome_token
+from core.publishing import current_celery
 from core.records import FollowUp, Job, JobStatus, OutboundEmail, Outcome, Subject, User
 from core.settings_access import current_settings
 
@@ -103,8 +104,6 @@ def request_followup(subject_id: int) -> FollowUp | None:
 
 def request_due_followups(today: date) -> list[int]:
     """Create every due follow-up and queue its email; the ids of those created by this call."""
-    from core.publishing import current_celery
-
     created = []
     for subject_id in due_subject_ids(today):
         followup = request_followup(subject_id)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 from core.broker_messages import held_task_ids
 from core.database import db
 from core.job_state import WORKER_LOST
+from core.publishing import current_celery, publish_job
 from core.queues import QUEUES
 from core.records import Job, JobStatus, utcnow
 from core.settings_access import current_settings
@@ -60,8 +61,6 @@ def sweep_stale_jobs(
 ) -> StaleSweep:
     """Re-queue running jobs that have been silent past their time limit (their worker died),
     or fail them with ``worker_lost`` once they have had MAX_ATTEMPTS attempts."""
-    from core.publishing import current_celery, publish_job
-
     now = now or utcnow()
     send = send_task or current_celery().send_task
     settings = current_settings()
@@ -123,8 +122,6 @@ def requeue_lost_jobs(
 ) -> list[uuid.UUID]:
     """Publish again every job queued for longer than LOST_MESSAGE_AFTER_SECONDS whose message
     the broker no longer holds, waiting or unacknowledged (found by task id = job id)."""
-    from core.publishing import current_celery, publish_job
-
     now = now or utcnow()
     age = timedelta(seconds=current_settings().LOST_MESSAGE_AFTER_SECONDS)
     lost = _not_held(_queued_jobs(created_before=now - age))

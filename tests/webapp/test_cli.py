@@ -39,9 +39,9 @@ def test_users_exists_exit_codes(app: Flask) -> None:
 def test_dead_letters_lists_the_jobs_given_up_on_and_metrics_count_them(app: Flask) -> None:
     import uuid
 
+    from core import job_state
     from core.records import Job
     from tests.builders import make_user
-    from webapp import job_state
 
     owner = make_user()
     lost, other = (Job(id=uuid.uuid4(), owner=owner, type="perimeter", params={}) for _ in "ab")
