@@ -25,7 +25,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "core": ("webapp", "workers", "tasks", "scheduler", "models"),
     "pipelines": tuple(p for p in OURS if p != "pipelines"),
     "tasks": ("webapp", "workers", "scheduler"),
-    "workers": ("webapp",),
+    "workers": ("webapp", "tasks"),
     "scheduler": ("webapp", "workers", "tasks", "models"),
     "webapp": ("tasks", "workers", "scheduler", "models", *MODEL_STACK),
     "models": ("webapp", "workers", "tasks", "scheduler"),

@@ -1,4 +1,5 @@
-"""The web process serves the whole API without importing TensorFlow, Keras, task or model code."""
+"""The web process serves the whole API without importing TensorFlow, Keras, or task, worker,
+beat or model code."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
-FORBIDDEN = ("tensorflow", "keras", "mtcnn", "skimage", "tasks", "models", "pipelines.perimeter")
+FORBIDDEN = (
+    "tensorflow",
+    "keras",
+    "mtcnn",
+    "skimage",
+    "tasks",
+    "models",
+    "pipelines.perimeter",
+    "workers",
+    "scheduler",
+)
 
 SCRIPT = r"""
 import base64, io, json, sys
