@@ -35,7 +35,7 @@ print('\n'.join(re.sub(r'^tensorflow(?=[=<>~!; ]|$)', f'tensorflow[{x}]', r) if 
 for r in p['optional-dependencies']['worker']))" > /tmp/requirements-worker.txt \
     && pip install -r /tmp/requirements-worker.txt
 
-# Editable install of the code itself: webapp/config.py derives PROJECT_ROOT from its own path,
+# Editable install of the code itself: core/config.py derives PROJECT_ROOT from its own path,
 # so the package must live in /app, next to migrations/, not in site-packages.
 # Both runtime images are production unless told otherwise: settings then refuse a default
 # SECRET_KEY or PUBLIC_URL, so a forgotten variable stops start-up instead of running as dev.

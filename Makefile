@@ -20,7 +20,7 @@ EXTRAS := web,worker,dev
 # Prefer an explicit 3.11; any python3 >= 3.11 will do (checked in the recipe).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 SERVICES := $(VENV_PY) scripts/services.py
-LINT_PATHS := $(wildcard webapp workers tasks models pipelines scheduler lab scripts benchmarks tests deploy)
+LINT_PATHS := $(wildcard core webapp workers tasks models pipelines scheduler lab scripts benchmarks tests deploy)
 
 .PHONY: help venv install run test test-tools chromium nginx lint format migrate bench bench-faults services-stop clean distclean
 

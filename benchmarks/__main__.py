@@ -39,6 +39,9 @@ import redis
 from flask_migrate import upgrade
 
 from benchmarks.memory import memory_table
+from core.config import PROJECT_ROOT, load_settings
+from core.database import db
+from core.records import User, utcnow
 from lab.hc18 import list_images
 from models.serving import classification_model, segmentation_model
 from pipelines.classification import classify_images
@@ -46,9 +49,6 @@ from pipelines.head_circumference import measure_head
 from pipelines.perimeter import perimeter_pipeline
 from pipelines.segmentation import segmentation_pipeline
 from webapp import create_app
-from webapp.config import PROJECT_ROOT, load_settings
-from webapp.extensions import db
-from webapp.records import User, utcnow
 from workers.launch import start_worker, stop_worker
 
 HC18_DIR = Path(os.environ.get("HC18_DIR", PROJECT_ROOT.parent / "shared" / "datasets" / "hc18"))

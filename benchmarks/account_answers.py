@@ -22,10 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
+from core.config import load_settings
+from core.database import db
+from core.records import User, utcnow
 from webapp import create_app
-from webapp.config import load_settings
-from webapp.extensions import db
-from webapp.records import User, utcnow
 
 BENCH_REDIS_DB = 14
 PASSWORD = "a long enough password"

@@ -35,6 +35,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from benchmarks.__main__ import ApiClient, bench_database, free_port, wait_for_http
+from core.config import PROJECT_ROOT, load_settings
 from tests.builders import deflated_dicom
 from tests.test_reverse_proxy import (
     APP,
@@ -46,7 +47,6 @@ from tests.test_reverse_proxy import (
     running,
     slow_clients,
 )
-from webapp.config import PROJECT_ROOT, load_settings
 
 BENCH_REDIS_DB = 7
 GUNICORN_CONFIG = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"

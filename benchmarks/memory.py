@@ -142,7 +142,7 @@ Runner = Callable[[], object]
 
 def _job(job_type: str, paths: dict[str, Path]) -> tuple[Runner, Runner]:
     """(warm-up on a small input, the job on the largest input) for one job type."""
-    from webapp.config import load_settings
+    from core.config import load_settings
 
     settings = load_settings()
     if job_type == "perimeter":

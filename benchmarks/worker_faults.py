@@ -35,12 +35,12 @@ from pathlib import Path
 
 import redis
 
+from core.config import load_settings
 from tests.builders import ellipse_mask_png, face_photo, submit_job
 from tests.conftest import fresh_postgres_database, redis_url_for_tests
 from tests.integration.conftest import running_stack, signed_in, tiny_models
 from tests.integration.test_classification_and_sweep import kill_worker
 from tests.integration.test_worker_resilience import Fleet, pool_pids, status, wait_until
-from webapp.config import load_settings
 
 BENCH_REDIS_DB = 8
 FAULTS = ("kill", "cancel", "crash")

@@ -9,7 +9,7 @@ never a gunicorn thread. The views wait on Postgres, Redis and the disk, so thre
 cheaply; an async class (gevent) would need psycopg2 and redis patched for little gain. Even
 without nginx, one trickling client now holds one thread of many, not the only sync worker.
 
-Counts and the timeout come from the typed settings (webapp/config.py: WEB_WORKERS, WEB_THREADS,
+Counts and the timeout come from the typed settings (core/config.py: WEB_WORKERS, WEB_THREADS,
 WEB_TIMEOUT_SECONDS), so a bad value stops start-up with its name, like every other setting.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from webapp.config import load_settings
+from core.config import load_settings
 
 _settings = load_settings()
 

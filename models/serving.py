@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from core.config import Settings
 from models.model_registry import ModelManifest, ModelRegistry, RegistryError
 from pipelines.base import ModelIdentity, PipelineError
 
@@ -82,33 +83,21 @@ def model_unavailable() -> Iterator[None]:
 process_models = ModelCache()
 
 
-class ModelSettings(Protocol):
-    """The settings that choose the models (webapp.config.Settings has them)."""
-
-    MODEL_DIR: Path
-    SEGMENTATION_MODEL: str
-    SEGMENTATION_MODEL_VERSION: str
-    SEQUENCE_MODEL: str
-    SEQUENCE_MODEL_VERSION: str
-    CLASSIFICATION_MODEL: str
-    CLASSIFICATION_MODEL_VERSION: str
-
-
-def segmentation_model(settings: ModelSettings) -> LoadedModel:
+def segmentation_model(settings: Settings) -> LoadedModel:
     """This process's configured segmentation model; RegistryError if it cannot be loaded."""
     return process_models.get(
         settings.MODEL_DIR, settings.SEGMENTATION_MODEL, settings.SEGMENTATION_MODEL_VERSION
     )
 
 
-def sequence_model(settings: ModelSettings) -> LoadedModel:
+def sequence_model(settings: Settings) -> LoadedModel:
     """This process's configured sequence model; RegistryError if it cannot be loaded."""
     return process_models.get(
         settings.MODEL_DIR, settings.SEQUENCE_MODEL, settings.SEQUENCE_MODEL_VERSION
     )
 
 
-def classification_model(settings: ModelSettings) -> LoadedModel:
+def classification_model(settings: Settings) -> LoadedModel:
     """This process's default classifier; RegistryError if it cannot be loaded."""
     return process_models.get(
         settings.MODEL_DIR, settings.CLASSIFICATION_MODEL, settings.CLASSIFICATION_MODEL_VERSION

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-# Seconds between outbox sweeps (unsent email is queued again; see tasks.mail).
+from core.config import Settings
+
+# Seconds between outbox sweeps (unsent email is queued again; see scheduler.tasks).
 OUTBOX_SWEEP_SECONDS = 600
 
 
-class ScheduleSettings(Protocol):
-    """The settings that set the intervals (webapp.config.Settings has them)."""
-
-    FOLLOWUP_CHECK_SECONDS: int
-    STALE_SWEEP_SECONDS: int
-    RETENTION_SWEEP_SECONDS: int
-
-
-def beat_schedule(settings: ScheduleSettings) -> dict[str, dict[str, Any]]:
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Task name and interval of every periodic job."""
     return {
         "outbox-sweep": {"task": "scanqueue.outbox.sweep", "schedule": OUTBOX_SWEEP_SECONDS},

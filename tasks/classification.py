@@ -7,11 +7,11 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from core.settings_access import current_settings
 from models.serving import model_unavailable, process_models
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.classification import classify_images
 from tasks.runner import run_job
-from webapp.settings_access import current_settings
 
 
 def classify_with_model(

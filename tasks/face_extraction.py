@@ -7,11 +7,11 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from core.settings_access import current_settings
 from models.face_detector import face_detector
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.faces import extract_faces
 from tasks.runner import run_job
-from webapp.settings_access import current_settings
 
 
 def extract_with_detector(

@@ -9,16 +9,16 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from core.database import db
+from core.records import Job
+from core.settings_access import current_settings
+from core.storage import MediaStorage
 from models.model_registry import ModelRegistry
 from models.serving import model_unavailable
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.head_circumference import measure_head
 from tasks.runner import Stage, run_job
 from tasks.segmentation import segment_with_model
-from webapp.extensions import db
-from webapp.records import Job
-from webapp.settings_access import current_settings
-from webapp.storage import MediaStorage
 
 MEASURE_TASK = "scanqueue.head_circumference.measure"
 MASK_ARTIFACT = "mask.png"

@@ -1,15 +1,15 @@
-"""Task: send one outbox email over SMTP (queue ``cpu``), retried with backoff while it is down."""
+"""Task: send one outbox email over SMTP (queue ``cpu``), retried with backoff while it is down
+(the beat's outbox sweep, in scheduler.tasks, queues again what was never sent)."""
 
 from __future__ import annotations
 
 import smtplib
-from datetime import timedelta
 
 from celery import Task, shared_task
 
+from core.mailer import SEND_EMAIL_TASK, claim, send_claimed
+from core.settings_access import current_settings
 from tasks.backoff import retry_delay
-from webapp.mailer import SEND_EMAIL_TASK, claim, send_claimed, unsent_ids
-from webapp.settings_access import current_settings
 
 
 @shared_task(name=SEND_EMAIL_TASK, bind=True)
@@ -29,18 +29,3 @@ def send_email(self: Task, email_id: int) -> str:
         )
         raise self.retry(exc=exc, countdown=delay, max_retries=settings.MAIL_MAX_RETRIES) from exc
     return "sent"
-
-
-# The sweep leaves a message alone while its own retries may still be under way.
-SWEEP_GRACE = timedelta(minutes=5)
-
-
-@shared_task(name="scanqueue.outbox.sweep", bind=True)
-def sweep_outbox(self: Task) -> int:
-    """Queue every unsent message whose last try is old: none is lost to a broker outage or to
-    retries that ran out. Returns how many were queued."""
-    settings = current_settings()
-    stale = unsent_ids(timedelta(seconds=settings.MAIL_RETRY_MAX_DELAY_SECONDS) + SWEEP_GRACE)
-    for email_id in stale:
-        self.app.send_task(SEND_EMAIL_TASK, args=[email_id])
-    return len(stale)

@@ -7,10 +7,10 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from core.settings_access import current_settings
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.perimeter import perimeter_pipeline
 from tasks.runner import run_job
-from webapp.settings_access import current_settings
 
 
 def perimeter_within_limits(

@@ -13,14 +13,14 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
+from core import job_state
+from core.database import db
+from core.jobtypes import JOB_TYPES
+from core.records import Job
+from core.settings_access import current_settings
+from core.storage import MediaStorage
 from pipelines.base import JobCancelled, PipelineError, PipelineOutput, ProgressCallback
 from tasks.backoff import retry_delay
-from webapp import job_state
-from webapp.extensions import db
-from webapp.jobtypes import JOB_TYPES
-from webapp.records import Job
-from webapp.settings_access import current_settings
-from webapp.storage import MediaStorage
 
 log = logging.getLogger(__name__)
 

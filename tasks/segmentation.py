@@ -8,11 +8,11 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from core.settings_access import current_settings
 from models.serving import LoadedModel, model_unavailable, segmentation_model
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.segmentation import segmentation_pipeline
 from tasks.runner import run_job
-from webapp.settings_access import current_settings
 
 
 def job_segmentation_model() -> LoadedModel:

@@ -11,16 +11,16 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from core.database import db
+from core.jobtypes import order_by_taken_at
+from core.records import Job, JobStatus
+from core.settings_access import current_settings
+from core.storage import MediaStorage
 from models.serving import model_unavailable, sequence_model
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.faces import crop_artifact_name
 from pipelines.sequence import Frame, predict_trend
 from tasks.runner import Stage, run_job
-from webapp.extensions import db
-from webapp.jobtypes import order_by_taken_at
-from webapp.records import Job, JobStatus
-from webapp.settings_access import current_settings
-from webapp.storage import MediaStorage
 
 
 def _frame(child: Job, taken_at: str | None, storage: MediaStorage) -> Frame:

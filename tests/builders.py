@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from PIL import Image, ImageDraw
 from werkzeug.test import TestResponse
 
-from webapp.extensions import db
-from webapp.records import Job, JobInput, JobStatus, Subject, User, utcnow
+from core.database import db
+from core.records import Job, JobInput, JobStatus, Subject, User, utcnow
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 _emails = itertools.count(1)

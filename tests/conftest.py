@@ -18,11 +18,12 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy.engine import make_url
 
+from core.database import db
+from core.settings_access import current_settings
 from lab.hc18 import Hc18Image, list_images
 from scripts.mail_sink import MailSink
 from webapp import create_app
-from webapp.extensions import db, limiter
-from webapp.settings_access import current_settings
+from webapp.extensions import limiter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HC18_DIR = Path(os.environ.get("HC18_DIR", REPO_ROOT.parent / "shared" / "datasets" / "hc18"))

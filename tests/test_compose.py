@@ -166,7 +166,7 @@ def test_app_services_share_the_app_environment(compose: dict[str, Any], name: s
 @pytest.mark.usefixtures("repo_on_path")
 def test_app_environment_names_are_settings_fields(compose: dict[str, Any]) -> None:
     # Importing the settings class must not need a database or a broker.
-    from webapp.config import Settings
+    from core.config import Settings
 
     unknown = set(compose["x-app-env"]) - set(Settings.model_fields)
     assert not unknown, f"x-app-env sets variables Settings does not read: {sorted(unknown)}"
@@ -365,8 +365,8 @@ def test_gunicorn_config_names_only_real_settings(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.usefixtures("repo_on_path")
 def test_nginx_body_limit_is_the_apps(compose: dict[str, Any]) -> None:
+    from core.config import Settings
     from webapp import FORM_OVERHEAD_BYTES
-    from webapp.config import Settings
 
     fields = Settings.model_fields
     env = compose["x-app-env"]

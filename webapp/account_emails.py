@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from flask import current_app
-
+from core import links
+from core.links import account_link
+from core.mailer import queue_email
+from core.records import OutboundEmail, User
+from core.settings_access import current_settings
 from webapp.account_links import LinkPurpose, make_link_token
-from webapp.mailer import queue_email
-from webapp.records import OutboundEmail, User
-from webapp.settings_access import current_settings
-
-
-def public_url(endpoint: str, **values: object) -> str:
-    """An absolute link on the site's public address (PUBLIC_URL), for emails; works in a web
-    request and in a worker (no request there to take a host name from)."""
-    path = current_app.url_map.bind("localhost").build(endpoint, values)
-    return current_settings().PUBLIC_URL.rstrip("/") + path
 
 
 def _minutes() -> int:
@@ -23,7 +16,7 @@ def _minutes() -> int:
 
 def send_confirmation(user: User) -> OutboundEmail:
     """Email the user a link that confirms their address."""
-    link = public_url("accounts.confirm", token=make_link_token(LinkPurpose.CONFIRM_EMAIL, user))
+    link = account_link(links.CONFIRM, token=make_link_token(LinkPurpose.CONFIRM_EMAIL, user))
     body = (
         "Welcome to ScanQueue.\n\n"
         f"Confirm your email address by opening this link within {_minutes()} minutes:\n\n"
@@ -35,8 +28,8 @@ def send_confirmation(user: User) -> OutboundEmail:
 
 def send_password_reset(user: User) -> OutboundEmail:
     """Email the user a link to choose a new password."""
-    link = public_url(
-        "accounts.reset_password", token=make_link_token(LinkPurpose.RESET_PASSWORD, user)
+    link = account_link(
+        links.RESET_PASSWORD, token=make_link_token(LinkPurpose.RESET_PASSWORD, user)
     )
     body = (
         "Someone asked to reset the password of your ScanQueue account.\n\n"
@@ -50,8 +43,8 @@ def send_already_registered(user: User) -> OutboundEmail:
     """Tell an account holder that someone tried to sign up with their address."""
     body = (
         "Someone tried to create a ScanQueue account with this address, which already has one.\n\n"
-        f"Sign in: {public_url('accounts.signin')}\n"
-        f"Forgotten your password? {public_url('accounts.forgot_password')}\n\n"
+        f"Sign in: {account_link(links.SIGNIN)}\n"
+        f"Forgotten your password? {account_link(links.FORGOT_PASSWORD)}\n\n"
         "If it was not you, ignore this message.\n"
     )
     return queue_email(
@@ -64,7 +57,7 @@ def send_no_account(address: str) -> OutboundEmail:
     body = (
         "Someone asked to reset the password of a ScanQueue account for this address, but it has "
         "none.\n\n"
-        f"Create an account: {public_url('accounts.signup')}\n\n"
+        f"Create an account: {account_link(links.SIGNUP)}\n\n"
         "If it was not you, ignore this message.\n"
     )
     return queue_email(address, "Reset your ScanQueue password", body, "no_account")
@@ -75,9 +68,9 @@ def send_nothing_to_confirm(address: str) -> OutboundEmail:
     body = (
         "Someone asked ScanQueue to send a confirmation link to this address, but no account "
         "here is waiting for one: either there is none, or it is confirmed already.\n\n"
-        f"Sign in: {public_url('accounts.signin')}\n"
-        f"Forgotten your password? {public_url('accounts.forgot_password')}\n"
-        f"Create an account: {public_url('accounts.signup')}\n\n"
+        f"Sign in: {account_link(links.SIGNIN)}\n"
+        f"Forgotten your password? {account_link(links.FORGOT_PASSWORD)}\n"
+        f"Create an account: {account_link(links.SIGNUP)}\n\n"
         "If it was not you, ignore this message.\n"
     )
     return queue_email(address, "Confirm your ScanQueue email address", body, "nothing_to_confirm")

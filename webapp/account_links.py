@@ -7,9 +7,10 @@ from enum import StrEnum
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from webapp.extensions import db
-from webapp.records import User
-from webapp.settings_access import current_settings
+from core.database import db
+from core.links import LinkError
+from core.records import User
+from core.settings_access import current_settings
 
 
 class LinkPurpose(StrEnum):
@@ -17,14 +18,6 @@ class LinkPurpose(StrEnum):
 
     CONFIRM_EMAIL = "confirm-email"
     RESET_PASSWORD = "reset-password"
-
-
-class LinkError(Exception):
-    """A link that cannot be used; ``expired`` tells an old link from a broken one."""
-
-    def __init__(self, expired: bool) -> None:
-        super().__init__("expired" if expired else "invalid")
-        self.expired = expired
 
 
 def _serializer(purpose: LinkPurpose) -> URLSafeTimedSerializer:

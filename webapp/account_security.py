@@ -7,6 +7,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
+from core.database import db
+from core.records import ApiToken, User, new_security_stamp, utcnow
 from webapp.account_emails import (
     send_already_registered,
     send_confirmation,
@@ -14,9 +16,7 @@ from webapp.account_emails import (
     send_nothing_to_confirm,
     send_password_reset,
 )
-from webapp.extensions import db
 from webapp.login import end_all_sessions
-from webapp.records import ApiToken, User, new_security_stamp, utcnow
 
 
 def user_by_email(email: str) -> User | None:

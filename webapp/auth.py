@@ -14,11 +14,11 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from core.database import db
+from core.records import User
+from core.settings_access import current_settings
 from webapp.errors import ApiError
-from webapp.extensions import db
 from webapp.personal_tokens import is_personal_token, user_for_token
-from webapp.records import User
-from webapp.settings_access import current_settings
 
 TOKEN_SALT = "scanqueue.api-token"
 # Compared against when the email is unknown, so a miss costs as long as a wrong password.

@@ -9,11 +9,11 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from webapp.extensions import db
-from webapp.housekeeping import count_dead_letters, dead_letters
-from webapp.records import FollowUp, User, utcnow
-from webapp.settings_access import current_settings
-from webapp.storage import MediaStorage
+from core.database import db
+from core.dead_letters import count_dead_letters, dead_letters
+from core.records import FollowUp, User, utcnow
+from core.settings_access import current_settings
+from core.storage import MediaStorage
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 

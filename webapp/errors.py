@@ -9,8 +9,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from webapp.extensions import db
-from webapp.settings_access import current_settings
+from core.database import db
+from core.jobtypes import JobRequestError
+from core.settings_access import current_settings
 
 # Paths answered in JSON; every other error is a page.
 JSON_PATH_PREFIXES = ("/api/", "/healthz", "/readyz")
@@ -53,6 +54,11 @@ def register_error_handlers(app: Flask) -> None:
         response, status = error_response(exc.status, exc.code, exc.message)
         response.headers.update(exc.headers)
         return response, status
+
+    @app.errorhandler(JobRequestError)
+    def _job_request_error(exc: JobRequestError) -> tuple[Response, int]:
+        # The job-type table is shared with the workers, so it knows nothing of HTTP.
+        return error_response(400, exc.code, exc.message)
 
     @app.errorhandler(DBAPIError)
     @app.errorhandler(PoolTimeoutError)

@@ -6,8 +6,8 @@ import redis
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from webapp.extensions import db
-from webapp.settings_access import current_settings
+from core.database import db
+from core.settings_access import current_settings
 
 bp = Blueprint("health", __name__)
 

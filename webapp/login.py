@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from flask import session
 from flask_login import login_user, logout_user
 
-from webapp.extensions import db
-from webapp.records import User, UserSession, utcnow
+from core.database import db
+from core.records import User, UserSession, utcnow
 
 SESSION_KEY = "scanqueue_session_key"
 

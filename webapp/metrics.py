@@ -16,11 +16,11 @@ from flask import Blueprint, Response, abort, request
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from webapp.broker_messages import live_workers
-from webapp.extensions import db
-from webapp.housekeeping import count_dead_letters
-from webapp.records import Job, JobStatus
-from webapp.settings_access import current_settings
+from core.broker_messages import live_workers
+from core.database import db
+from core.dead_letters import count_dead_letters
+from core.records import Job, JobStatus
+from core.settings_access import current_settings
 
 bp = Blueprint("metrics", __name__)
 

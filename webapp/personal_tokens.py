@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from webapp.extensions import db
-from webapp.records import ApiToken, User, utcnow
+from core.database import db
+from core.records import ApiToken, User, utcnow
 
 PREFIX = "sq_"
 # The characters kept to tell tokens apart on the tokens page.

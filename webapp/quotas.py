@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from core.database import db
+from core.records import FINAL_STATUSES, Job, JobInput, User
+from core.settings_access import current_settings
 from webapp.errors import ApiError
-from webapp.extensions import db
-from webapp.records import FINAL_STATUSES, Job, JobInput, User
-from webapp.settings_access import current_settings
 
 
 def queued_usage(user_id: int) -> tuple[int, int]:

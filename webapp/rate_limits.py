@@ -16,8 +16,8 @@ from flask import g, request
 from flask.wrappers import Response
 from flask_limiter.util import get_remote_address
 
+from core.settings_access import current_settings
 from webapp.extensions import limiter
-from webapp.settings_access import current_settings
 
 log = logging.getLogger(__name__)
 

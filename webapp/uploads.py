@@ -10,10 +10,10 @@ from PIL import Image, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
+from core.records import JobInput
 from pipelines.base import PipelineError
 from pipelines.limits import ImageLimits
 from webapp.errors import ApiError
-from webapp.records import JobInput
 
 CONTENT_TYPES = {
     "PNG": "image/png",

@@ -1,12 +1,18 @@
-"""Worker entry point: ``celery -A workers.celery_app worker -Q gpu,cpu``."""
+"""Worker and beat entry point: ``celery -A workers.celery_app worker -Q gpu,cpu`` (or ``beat``).
+
+Workers run on the core app (settings, database, Celery), never on the web app.
+"""
 
 from __future__ import annotations
 
-from webapp import create_app
+from core.app import create_core_app
+from core.settings_access import SETTINGS_KEY
+from scheduler.schedule import beat_schedule
 from workers import startup
 
-flask_app = create_app()
+flask_app = create_core_app()
 celery = flask_app.extensions["celery"]
+celery.conf.beat_schedule = beat_schedule(flask_app.extensions[SETTINGS_KEY])
 # Task modules are imported by workers only; the web publishes by name.
 celery.conf.include = [
     "tasks.perimeter",
@@ -16,6 +22,6 @@ celery.conf.include = [
     "tasks.sequence_inference",
     "tasks.classification",
     "tasks.mail",
-    "tasks.housekeeping",
+    "scheduler.tasks",
 ]
 startup.register(flask_app)

@@ -18,8 +18,8 @@ from typing import Any
 
 import redis
 
-from webapp.broker_messages import live_workers
-from webapp.config import Settings, load_settings
+from core.broker_messages import live_workers
+from core.config import Settings, load_settings
 
 
 def problems(record: dict[str, Any], settings: Settings, now: float) -> list[str]:

@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from webapp.config import PROJECT_ROOT
+from core.config import PROJECT_ROOT
 
 READY_MARKER = " ready."
 

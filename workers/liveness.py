@@ -29,8 +29,8 @@ from celery import bootsteps
 from celery.signals import worker_shutdown
 from kombu import Connection
 
-from webapp.broker_messages import liveness_key, restore_orphaned_messages
-from webapp.config import Settings
+from core.broker_messages import liveness_key, restore_orphaned_messages
+from core.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 from celery.signals import celeryd_after_setup, worker_process_init
 from flask import Flask
 
-from webapp.extensions import db
-from webapp.settings_access import SETTINGS_KEY
-from workers.config import GPU_QUEUE
+from core.database import db
+from core.queues import GPU_QUEUE
+from core.settings_access import SETTINGS_KEY
 from workers.liveness import liveness_step
 
 log = logging.getLogger(__name__)

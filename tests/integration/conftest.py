@@ -15,6 +15,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from core.database import db
 from tests.builders import bearer, make_user
 from tests.conftest import build_app, free_port, fresh_postgres_database
 from tests.model_builders import (
@@ -24,7 +25,6 @@ from tests.model_builders import (
     write_registry_model,
     write_sequence_model,
 )
-from webapp.extensions import db
 from workers.launch import start_worker, stop_worker
 
 JOB_TIMEOUT = 90

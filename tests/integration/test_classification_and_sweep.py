@@ -18,6 +18,10 @@ import redis
 from flask.testing import FlaskClient
 from PIL import Image
 
+from core import job_state
+from core.records import utcnow
+from core.settings_access import current_settings
+from scheduler.housekeeping import requeue_lost_jobs, sweep_stale_jobs
 from tests.builders import ellipse_mask_png, encode, submit_job
 from tests.conftest import build_app
 from tests.integration.conftest import (
@@ -26,10 +30,6 @@ from tests.integration.conftest import (
     succeeded_job,
     wait_for_final,
 )
-from webapp import job_state
-from webapp.housekeeping import requeue_lost_jobs, sweep_stale_jobs
-from webapp.records import utcnow
-from webapp.settings_access import current_settings
 from workers.launch import start_worker
 
 pytestmark = pytest.mark.integration

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
+from core.database import db
+from core.mailer import queue_email
+from core.records import OutboundEmail
 from scripts.mail_sink import MailSink
 from tests.integration.conftest import STACK_SMTP_PORT, WorkerStack
-from webapp.extensions import db
-from webapp.mailer import queue_email
-from webapp.records import OutboundEmail
 
 pytestmark = pytest.mark.integration
 

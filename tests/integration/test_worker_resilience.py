@@ -17,11 +17,11 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from core.config import load_settings
 from tests.builders import bearer, ellipse_mask_png, face_photo, make_user, submit_job
 from tests.conftest import build_app, fresh_postgres_database
 from tests.integration.conftest import WorkerStack, succeeded_job, wait_for_final
 from tests.integration.test_classification_and_sweep import kill_worker
-from webapp.config import load_settings
 from workers import health
 from workers.launch import start_worker, stop_worker
 

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from core.config import load_settings
 from lab.hc18 import SPLIT_FILE, list_images
 from lab.train_classifier import MODEL_NAME, arrays
 from lab.trimester import gestational_age_weeks, trimester_index
 from models.serving import ModelCache
 from tests.conftest import HC18_DIR
-from webapp.config import load_settings
 
 
 @pytest.mark.parametrize(

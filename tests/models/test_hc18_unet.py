@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from core.config import load_settings
 from lab.evaluate import score_images
 from lab.hc18 import SPLIT_FILE, list_images
 from lab.unet import build_unet
 from models.serving import ModelCache
 from tests.conftest import HC18_DIR
-from webapp.config import load_settings
 
 # Six fixed images: the first of the recorded validation split (never seen in training).
 SAMPLE_SIZE = 6

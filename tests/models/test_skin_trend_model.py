@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.config import load_settings
 from lab.skin_sequences import make_sequences
 from lab.train_sequence import MODEL_NAME, SEED, predict, roc_auc
 from models.serving import ModelCache
 from pipelines.sequence import FRAMES_INPUT, MASK_INPUT
-from webapp.config import load_settings
 
 # A seed none of training, validation or test used.
 FRESH_SEED = SEED + 1000

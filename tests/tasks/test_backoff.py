@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.config import Settings
 from tasks.backoff import retry_delay
-from webapp.config import Settings
 
 
 def test_delays_double_up_to_the_cap() -> None:

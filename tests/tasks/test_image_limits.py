@@ -7,8 +7,8 @@ from pathlib import Path
 from flask import Flask
 from flask.testing import FlaskClient
 
+from core.settings_access import SETTINGS_KEY
 from tests.tasks.test_runner import fetch, new_job, perimeter_task
-from webapp.settings_access import SETTINGS_KEY
 
 
 def test_a_stored_mask_over_the_workers_limit_fails_the_job_not_the_worker(

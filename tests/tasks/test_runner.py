@@ -12,12 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import tasks.perimeter  # noqa: F401  (registers the task with the app's Celery)
+from core import job_state
+from core.database import db
+from core.records import Artifact, Job
 from pipelines.base import PipelineOutput, ProgressCallback
 from tasks.runner import run_job
 from tests.builders import bearer, blank_png, make_user, submit_job
-from webapp import job_state
-from webapp.extensions import db
-from webapp.records import Artifact, Job
 
 
 def perimeter_task(app: Flask) -> Task:
@@ -233,7 +233,7 @@ def test_a_cancel_stops_the_pipeline_at_its_next_progress_report(
 def test_a_job_delivered_again_after_max_attempts_fails_with_worker_lost(
     app: Flask, client: FlaskClient
 ) -> None:
-    from webapp.settings_access import current_settings
+    from core.settings_access import current_settings
 
     job_id = new_job(client)
     attempts = current_settings().MAX_ATTEMPTS
@@ -261,7 +261,7 @@ def test_a_job_below_max_attempts_runs_again(app: Flask, client: FlaskClient) ->
 def test_database_outage_retries_do_not_count_as_lost_processes(
     app: Flask, client: FlaskClient
 ) -> None:
-    from webapp.settings_access import current_settings
+    from core.settings_access import current_settings
 
     job_id = new_job(client)
     attempts = current_settings().MAX_ATTEMPTS
@@ -276,8 +276,8 @@ def test_database_outage_retries_do_not_count_as_lost_processes(
 def test_a_later_stage_redelivered_after_max_attempts_fails_with_worker_lost(
     app: Flask, client: FlaskClient
 ) -> None:
+    from core.settings_access import current_settings
     from tasks.runner import Stage
-    from webapp.settings_access import current_settings
 
     job_id = new_job(client)
     assert job_state.claim(job_id, "w@host") is not None  # stage 1 ran and handed on

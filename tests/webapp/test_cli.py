@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from webapp.extensions import db
-from webapp.records import User
+from core.database import db
+from core.records import User
 
 
 def test_create_user_then_refuse_a_duplicate(app: Flask) -> None:
@@ -39,9 +39,9 @@ def test_users_exists_exit_codes(app: Flask) -> None:
 def test_dead_letters_lists_the_jobs_given_up_on_and_metrics_count_them(app: Flask) -> None:
     import uuid
 
+    from core import job_state
+    from core.records import Job
     from tests.builders import make_user
-    from webapp import job_state
-    from webapp.records import Job
 
     owner = make_user()
     lost, other = (Job(id=uuid.uuid4(), owner=owner, type="perimeter", params={}) for _ in "ab")
@@ -66,7 +66,7 @@ def test_dead_letters_lists_the_jobs_given_up_on_and_metrics_count_them(app: Fla
 
 
 def test_metrics_are_not_public(app: Flask) -> None:
-    from webapp.settings_access import current_settings
+    from core.settings_access import current_settings
 
     client = app.test_client()
     outsider = {"REMOTE_ADDR": "203.0.113.9"}

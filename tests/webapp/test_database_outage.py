@@ -9,10 +9,10 @@ import pytest
 from flask import Flask
 from sqlalchemy.engine import make_url
 
+from core.database import db
 from tests.builders import bearer, make_user, sign_in
 from tests.conftest import build_app, fresh_postgres_database
 from tests.tcp_proxy import TcpProxy
-from webapp.extensions import db
 
 
 @pytest.fixture

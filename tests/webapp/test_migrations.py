@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask import Flask
 
-from webapp.extensions import db
+from core.database import db
 
 
 def test_migrated_schema_matches_the_records(app: Flask) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from core.database import db
 from tests.builders import csrf_token
 from tests.conftest import build_app
-from webapp.extensions import db, limiter
+from webapp.extensions import limiter
 
 NGINX_ADDRESS = "172.18.0.5"
 

@@ -1,4 +1,5 @@
-"""The web process serves the whole API without importing TensorFlow, Keras, task or model code."""
+"""The web process serves the whole API without importing TensorFlow, Keras, or task, worker,
+beat or model code."""
 
 from __future__ import annotations
 
@@ -9,20 +10,30 @@ from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
-FORBIDDEN = ("tensorflow", "keras", "mtcnn", "skimage", "tasks", "models", "pipelines.perimeter")
+FORBIDDEN = (
+    "tensorflow",
+    "keras",
+    "mtcnn",
+    "skimage",
+    "tasks",
+    "models",
+    "pipelines.perimeter",
+    "workers",
+    "scheduler",
+)
 
 SCRIPT = r"""
 import base64, io, json, sys
 from PIL import Image
 from webapp import create_app
-from webapp.extensions import db
+from core.database import db
 from flask_migrate import upgrade
 
 app = create_app({"SCANQUEUE_ENV": "testing", "DATABASE_URL": sys.argv[1],
                   "REDIS_URL": sys.argv[2], "MEDIA_ROOT": sys.argv[3]})
 with app.app_context():
     upgrade()
-    from webapp.records import User, utcnow
+    from core.records import User, utcnow
     user = User(email="web@example.org", email_confirmed_at=utcnow())
     user.set_password("password123")
     db.session.add(user); db.session.commit()

@@ -8,8 +8,8 @@ import time
 
 import redis
 
-from webapp.broker_messages import liveness_key
-from webapp.config import load_settings
+from core.broker_messages import liveness_key
+from core.config import load_settings
 from workers.health import check, problems
 
 SETTINGS = load_settings()

@@ -10,19 +10,19 @@ from typing import Any
 
 from flask import Response, g, jsonify, request, send_file, url_for
 
+from core.database import db
+from core.job_state import cancel
+from core.jobtypes import JobType, get_job_type, invalid_params
+from core.publishing import enqueue_job, revoke_job
+from core.records import Artifact, Job, JobInput, JobStatus, Subject
+from core.settings_access import current_settings
+from core.storage import MediaStorage
 from webapp import strict_json
 from webapp.api import bp
 from webapp.auth import token_required
 from webapp.errors import ApiError
-from webapp.extensions import db
-from webapp.job_state import cancel
-from webapp.jobtypes import JobType, get_job_type, invalid_params
-from webapp.queueing import enqueue_job, revoke_job
 from webapp.quotas import check_queue_quota
-from webapp.records import Artifact, Job, JobInput, JobStatus, Subject
 from webapp.request_guards import refuse_nul_characters
-from webapp.settings_access import current_settings
-from webapp.storage import MediaStorage
 from webapp.uploads import CheckedImage, check_image
 
 log = logging.getLogger(__name__)

@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from core.jobtypes import JOB_TYPES
+from core.records import JobStatus
 from pipelines.scans import PIXEL_SPACING_RANGE_MM
 from webapp.api import bp
 from webapp.api.jobs import MAX_PARAMS_CHARS, MAX_PARAMS_DEPTH, MAX_SUBJECT_ID
-from webapp.jobtypes import JOB_TYPES
-from webapp.records import JobStatus
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request
 
+from core.settings_access import current_settings
 from webapp.api import bp
 from webapp.auth import authenticate, issue_token
 from webapp.errors import ApiError
@@ -13,7 +14,6 @@ from webapp.rate_limits import (
     signin_per_account,
     signin_per_address,
 )
-from webapp.settings_access import current_settings
 
 
 @bp.post("/tokens")

@@ -9,10 +9,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
+from core import links
+from core.database import db
+from core.links import LinkError
+from core.records import ApiToken
+from core.settings_access import current_settings
 from webapp import account_security
-from webapp.account_links import LinkError, LinkPurpose, read_link_token
+from webapp.account_links import LinkPurpose, read_link_token
 from webapp.auth import authenticate
-from webapp.extensions import db
 from webapp.forms import (
     ConfirmAddressForm,
     ConfirmForm,
@@ -31,11 +35,9 @@ from webapp.rate_limits import (
     signin_per_account,
     signin_per_address,
 )
-from webapp.records import ApiToken
-from webapp.settings_access import current_settings
 from webapp.web.messages import unusable_link
 
-bp = Blueprint("accounts", __name__, url_prefix="/account")
+bp = Blueprint("accounts", __name__, url_prefix=links.ACCOUNT_PREFIX)
 
 # One answer whether or not the address has an account: the page must not reveal which.
 SENT_IF_REGISTERED = (
@@ -68,7 +70,7 @@ def local_path(target: str) -> str | None:
     return None if parts.scheme or parts.netloc else target
 
 
-@bp.route("/signup", methods=["GET", "POST"])
+@bp.route(links.SIGNUP, methods=["GET", "POST"])
 @email_requests_per_address
 def signup() -> str | Response:
     """Create an account (or tell the address's owner it has one) and send an email."""
@@ -83,7 +85,7 @@ def signup() -> str | Response:
     return render_template("accounts/signup.html", form=form)
 
 
-@bp.route("/signin", methods=["GET", "POST"])
+@bp.route(links.SIGNIN, methods=["GET", "POST"])
 @signin_per_address
 @signin_per_account
 def signin() -> str | Response:
@@ -109,7 +111,7 @@ def signout() -> Response:
     return redirect(url_for("accounts.signin"))
 
 
-@bp.route("/confirm/<token>", methods=["GET", "POST"])
+@bp.route(links.CONFIRM, methods=["GET", "POST"])
 @signin_per_address
 def confirm(token: str) -> str | Response | tuple[str, int]:
     """Confirm the address with the account's password; every session and token issued before
@@ -157,7 +159,7 @@ def resend_confirmation() -> str | Response:
     )
 
 
-@bp.route("/forgot", methods=["GET", "POST"])
+@bp.route(links.FORGOT_PASSWORD, methods=["GET", "POST"])
 @email_requests_per_address
 def forgot_password() -> str | Response:
     """Email a password-reset link."""
@@ -170,7 +172,7 @@ def forgot_password() -> str | Response:
     return render_template("accounts/email_form.html", form=form, title="Forgotten password")
 
 
-@bp.route("/reset/<token>", methods=["GET", "POST"])
+@bp.route(links.RESET_PASSWORD, methods=["GET", "POST"])
 def reset_password(token: str) -> str | Response | tuple[str, int]:
     """Choose a new password; the link then stops working, other sessions end."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import render_template, url_for
 
-from webapp.account_links import LinkError
+from core.links import LinkError
 
 
 def unusable_link(

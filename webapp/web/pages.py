@@ -10,19 +10,20 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from webapp.account_links import LinkError
-from webapp.api.jobs import job_to_json
-from webapp.extensions import db
-from webapp.followups import (
+from core import links
+from core.database import db
+from core.jobtypes import JOB_TYPES
+from core.links import LinkError
+from core.outcomes import (
     OutcomeSource,
     answer_on_subject_page,
     latest_prediction,
     read_outcome_token,
     record_outcome,
 )
+from core.records import FollowUp, Job, Outcome, Subject, utcnow
+from webapp.api.jobs import job_to_json
 from webapp.forms import ConfirmForm, SubjectForm
-from webapp.jobtypes import JOB_TYPES
-from webapp.records import FollowUp, Job, Outcome, Subject, utcnow
 from webapp.web.messages import unusable_link
 
 bp = Blueprint("pages", __name__)
@@ -135,7 +136,7 @@ def subject_outcome(subject_id: int) -> Response:
     return redirect(url_for("pages.subject", subject_id=found.id))
 
 
-@bp.route("/outcome/<token>", methods=["GET", "POST"])
+@bp.route(links.OUTCOME, methods=["GET", "POST"])
 def outcome(token: str) -> str | tuple[str, int]:
     """The link in a follow-up email; the signed token is the authority, no sign-in needed.
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from core.database import db
+from core.records import Job
 from tests.builders import bearer, encode, face_photo, make_user, no_face_photo, submit_job
-from webapp.extensions import db
-from webapp.records import Job
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from core.database import db
+from core.records import Job, JobInput, Subject
 from tests.builders import bearer, make_user, submit_job
-from webapp.extensions import db
-from webapp.records import Job, JobInput, Subject
 
 # Per operation and mode: 7 operations x 2 modes x 50 takes about 30 s on 2 cores.
 EXAMPLES = 50

@@ -11,6 +11,8 @@ import pytest
 from flask.testing import FlaskClient
 from PIL import Image
 
+from core.database import db
+from core.records import Job, JobInput
 from tests.builders import (
     DEFAULT_PASSWORD,
     bearer,
@@ -20,8 +22,6 @@ from tests.builders import (
     make_user,
     submit_job,
 )
-from webapp.extensions import db
-from webapp.records import Job, JobInput
 
 
 @pytest.fixture

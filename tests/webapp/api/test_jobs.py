@@ -10,10 +10,10 @@ from flask.testing import FlaskClient
 from PIL import Image
 from werkzeug.test import TestResponse
 
+from core.database import db
+from core.records import Artifact, Job, JobInput, JobStatus
 from tests.builders import bearer, blank_png, ellipse_mask_png, encode, make_user, submit_job
 from tests.conftest import build_app
-from webapp.extensions import db
-from webapp.records import Artifact, Job, JobInput, JobStatus
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import webapp.quotas
+from core.database import db
+from core.job_state import cancel
+from core.records import Job
+from core.settings_access import current_settings
 from tests.builders import bearer, ellipse_mask_png, make_user, submit_job
-from webapp.extensions import db
-from webapp.job_state import cancel
-from webapp.records import Job
-from webapp.settings_access import current_settings
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
+from core.database import db
+from core.records import Job
 from tests.builders import bearer, dicom_bytes, ellipse_mask_png, make_user, submit_job
-from webapp.extensions import db
-from webapp.records import Job
 
 
 @pytest.fixture

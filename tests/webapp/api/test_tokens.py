@@ -72,7 +72,7 @@ def test_expired_token_is_refused(client: FlaskClient, app: Flask) -> None:
 
 
 def test_deactivated_user_token_stops_working(client: FlaskClient) -> None:
-    from webapp.extensions import db
+    from core.database import db
 
     user = make_user()
     headers = bearer(client, user.email)

@@ -15,6 +15,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from core.database import db
+from core.records import ApiToken, Job, OutboundEmail, Subject, User
 from scripts.mail_sink import MailSink
 from tests.builders import (
     DEFAULT_PASSWORD,
@@ -29,8 +31,6 @@ from tests.builders import (
 )
 from tests.conftest import build_app
 from tests.webapp.web.test_accounts import NEW_PASSWORD, deliver_outbox, new_address
-from webapp.extensions import db
-from webapp.records import ApiToken, Job, OutboundEmail, Subject, User
 
 
 def queued_job(subject: Subject) -> Job:

@@ -11,6 +11,8 @@ from flask.testing import FlaskClient
 
 import tasks.mail
 import tasks.perimeter  # noqa: F401
+from core.database import db
+from core.records import ApiToken, OutboundEmail, User
 from scripts.mail_sink import MailSink
 from tests.builders import (
     DEFAULT_PASSWORD,
@@ -23,8 +25,6 @@ from tests.builders import (
     submit_job,
 )
 from webapp.account_links import LinkPurpose, make_link_token
-from webapp.extensions import db
-from webapp.records import ApiToken, OutboundEmail, User
 
 NEW_PASSWORD = "a brand new passphrase"
 

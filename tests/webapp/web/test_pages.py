@@ -9,9 +9,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import tasks.perimeter  # noqa: F401  (registers the task with the app's Celery)
+from core.database import db
+from core.records import Job, Subject
 from tests.builders import csrf_token, make_user, post_form, sign_in, submit_job
-from webapp.extensions import db
-from webapp.records import Job, Subject
 
 
 def new_subject(client: FlaskClient, **fields: str) -> int:

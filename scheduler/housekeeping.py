@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from webapp.broker_messages import held_task_ids
-from webapp.extensions import db
-from webapp.job_state import WORKER_LOST
-from webapp.records import Job, JobStatus, utcnow
-from webapp.settings_access import current_settings
-from webapp.storage import MediaStorage
-from workers.config import QUEUES
+from core.broker_messages import held_task_ids
+from core.database import db
+from core.job_state import WORKER_LOST
+from core.publishing import current_celery, publish_job
+from core.queues import QUEUES
+from core.records import Job, JobStatus, utcnow
+from core.settings_access import current_settings
+from core.storage import MediaStorage
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,6 @@ def sweep_stale_jobs(
 ) -> StaleSweep:
     """Re-queue running jobs that have been silent past their time limit (their worker died),
     or fail them with ``worker_lost`` once they have had MAX_ATTEMPTS attempts."""
-    from webapp.queueing import current_celery, publish_job
-
     now = now or utcnow()
     send = send_task or current_celery().send_task
     settings = current_settings()
@@ -123,8 +122,6 @@ def requeue_lost_jobs(
 ) -> list[uuid.UUID]:
     """Publish again every job queued for longer than LOST_MESSAGE_AFTER_SECONDS whose message
     the broker no longer holds, waiting or unacknowledged (found by task id = job id)."""
-    from webapp.queueing import current_celery, publish_job
-
     now = now or utcnow()
     age = timedelta(seconds=current_settings().LOST_MESSAGE_AFTER_SECONDS)
     lost = _not_held(_queued_jobs(created_before=now - age))
@@ -156,27 +153,6 @@ def _update_if_silent(job: Job, **values: object) -> bool:
     changed = db.session.execute(statement).rowcount == 1
     db.session.commit()
     return changed
-
-
-def dead_letters(limit: int | None = None) -> list[Job]:
-    """The jobs given up on because their worker kept dying under them (``worker_lost``),
-    newest first: the operators' dead-letter list. Their messages are acknowledged; running
-    one again is a new submission."""
-    query = (
-        sa.select(Job)
-        .where(Job.status == JobStatus.FAILED.value, Job.error_code == WORKER_LOST)
-        .order_by(Job.finished_at.desc(), Job.id)
-    )
-    return list(db.session.scalars(query.limit(limit) if limit else query))
-
-
-def count_dead_letters() -> int:
-    """How many jobs are in the dead-letter list."""
-    return db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Job)
-        .where(Job.status == JobStatus.FAILED.value, Job.error_code == WORKER_LOST)
-    )
 
 
 def purge_old_artifacts(now: datetime | None = None) -> int:

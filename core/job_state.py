@@ -7,10 +7,10 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
+from core.database import db
+from core.records import Artifact, Job, JobStatus, utcnow
+from core.storage import MediaStorage
 from pipelines.base import PipelineOutput
-from webapp.extensions import db
-from webapp.records import Artifact, Job, JobStatus, utcnow
-from webapp.storage import MediaStorage
 
 # A redelivered message (worker lost mid-task) finds its job still "running": it may take it again.
 CLAIMABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from core import job_state
+from core.database import db
+from core.records import Job, JobStatus
 from tests.builders import bearer, face_photo, make_user, submit_job
-from webapp import job_state
-from webapp.extensions import db
-from webapp.records import Job, JobStatus
 
 
 def sequence_job(client: FlaskClient, photos: int) -> tuple[uuid.UUID, list[uuid.UUID]]:

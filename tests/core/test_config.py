@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webapp.config import DEV_SECRET_KEY, ConfigurationError, Environment, load_settings
+from core.config import DEV_SECRET_KEY, ConfigurationError, Environment, load_settings
 
 
 def test_defaults_are_a_single_machine_setup(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,16 +1,19 @@
-"""Beat tasks (queue ``cpu``): outcome follow-ups, the stale and lost job sweep, artifact retention.
+"""Beat tasks (queue ``cpu``): outcome follow-ups, the stale and lost job sweep, artifact retention,
+the outbox sweep.
 
 Each is safe to run twice at once: the database decides (unique follow-ups, guarded updates).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from celery import Task, shared_task
 
-from webapp.followups import request_due_followups
-from webapp.housekeeping import purge_old_artifacts, requeue_lost_jobs, sweep_stale_jobs
+from core.mailer import SEND_EMAIL_TASK, unsent_ids
+from core.settings_access import current_settings
+from scheduler.followups import request_due_followups
+from scheduler.housekeeping import purge_old_artifacts, requeue_lost_jobs, sweep_stale_jobs
 
 
 @shared_task(name="scanqueue.followups.request_due")
@@ -32,3 +35,18 @@ def sweep_stale(self: Task) -> dict[str, int]:
 def purge_artifacts() -> int:
     """Remove artifacts past the retention age; how many jobs were purged."""
     return purge_old_artifacts()
+
+
+# The sweep leaves a message alone while its own retries may still be under way.
+SWEEP_GRACE = timedelta(minutes=5)
+
+
+@shared_task(name="scanqueue.outbox.sweep", bind=True)
+def sweep_outbox(self: Task) -> int:
+    """Queue every unsent message whose last try is old: none is lost to a broker outage or to
+    retries that ran out. Returns how many were queued."""
+    settings = current_settings()
+    stale = unsent_ids(timedelta(seconds=settings.MAIL_RETRY_MAX_DELAY_SECONDS) + SWEEP_GRACE)
+    for email_id in stale:
+        self.app.send_task(SEND_EMAIL_TASK, args=[email_id])
+    return len(stale)

@@ -8,11 +8,10 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask, current_app
 
-from scheduler.schedule import beat_schedule
-from webapp.config import Settings
-from webapp.jobtypes import JOB_TYPES
-from webapp.records import Job
-from workers.config import build_celery_config
+from core.config import Settings
+from core.jobtypes import JOB_TYPES
+from core.queues import build_celery_config
+from core.records import Job
 
 
 def celery_init_app(app: Flask, settings: Settings) -> Celery:
@@ -31,7 +30,6 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
             time_limit=settings.TASK_TIME_LIMIT,
             visibility_timeout=settings.BROKER_VISIBILITY_TIMEOUT,
             proc_alive_timeout=settings.WORKER_PROC_ALIVE_TIMEOUT,
-            beat_schedule=beat_schedule(settings),
         )
     )
     celery_app.set_default()

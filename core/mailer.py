@@ -10,9 +10,10 @@ from email.utils import formatdate, make_msgid
 
 import sqlalchemy as sa
 
-from webapp.config import Settings
-from webapp.extensions import db
-from webapp.records import OutboundEmail, utcnow
+from core.config import Settings
+from core.database import db
+from core.publishing import current_celery
+from core.records import OutboundEmail, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,6 @@ def queue_email(to_address: str, subject: str, body: str, kind: str) -> Outbound
 
     If the broker is down the row stays unsent and the outbox sweep queues it later.
     """
-    from webapp.queueing import current_celery  # the Celery app lives on the Flask app
-
     row = OutboundEmail(kind=kind, to_address=to_address, subject=subject, body=body)
     db.session.add(row)
     db.session.commit()

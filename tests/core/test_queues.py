@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from webapp.jobtypes import JOB_TYPES
-from webapp.settings_access import current_settings
-from workers.config import CPU_QUEUE, GPU_QUEUE, TASK_ROUTES, build_celery_config
+from core.jobtypes import JOB_TYPES
+from core.queues import CPU_QUEUE, GPU_QUEUE, TASK_ROUTES, build_celery_config
+from core.settings_access import current_settings
 
 
 def test_every_job_type_has_a_route_to_a_declared_queue() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
-from webapp.config import Settings
+from core.config import Settings
 
 SETTINGS_KEY = "scanqueue.settings"
 

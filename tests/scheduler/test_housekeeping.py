@@ -15,20 +15,20 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 import tasks.perimeter  # noqa: F401  (registers the task with the app's Celery)
-from tests.builders import bearer, face_photo, make_user, submit_job
-from tests.conftest import build_app
-from webapp import job_state
-from webapp.broker_messages import held_task_ids, liveness_key, restore_orphaned_messages
-from webapp.extensions import db
-from webapp.housekeeping import (
+from core import job_state
+from core.broker_messages import held_task_ids, liveness_key, restore_orphaned_messages
+from core.database import db
+from core.queues import CPU_QUEUE, QUEUES
+from core.records import Artifact, Job, utcnow
+from core.settings_access import current_settings
+from scheduler.housekeeping import (
     WORKER_LOST,
     purge_old_artifacts,
     requeue_lost_jobs,
     sweep_stale_jobs,
 )
-from webapp.records import Artifact, Job, utcnow
-from webapp.settings_access import current_settings
-from workers.config import CPU_QUEUE, QUEUES
+from tests.builders import bearer, face_photo, make_user, submit_job
+from tests.conftest import build_app
 
 
 class Sent:

@@ -14,6 +14,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import tasks.mail  # noqa: F401  (registers the email task with the app's Celery)
+from core.database import db
+from core.mailer import claim, send_claimed
+from core.outcomes import outcome_token
+from core.records import FollowUp, OutboundEmail, Outcome
+from core.settings_access import current_settings
+from scheduler.followups import request_due_followups
 from scripts.mail_sink import MailSink
 from tests.builders import (
     link_path,
@@ -24,11 +30,6 @@ from tests.builders import (
     sign_in,
 )
 from tests.conftest import free_port
-from webapp.extensions import db
-from webapp.followups import outcome_token, request_due_followups
-from webapp.mailer import claim, send_claimed
-from webapp.records import FollowUp, OutboundEmail, Outcome
-from webapp.settings_access import current_settings
 
 TODAY = date(2027, 3, 20)
 

@@ -11,14 +11,23 @@ from typing import Any
 from pipelines.faces import CROP_SIZE_RANGE
 from pipelines.faces import DEFAULTS as FACE_DEFAULTS
 from pipelines.scans import PIXEL_SPACING_RANGE_MM
-from webapp.errors import ApiError
 
 ParamsValidator = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
-def invalid_params(message: str) -> ApiError:
+class JobRequestError(ValueError):
+    """A job request this table refuses, with a stable code and a readable message; the web
+    answers it as a 400."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def invalid_params(message: str) -> JobRequestError:
     """The error for parameters that are missing, unknown or out of range."""
-    return ApiError(400, "invalid_params", message)
+    return JobRequestError("invalid_params", message)
 
 
 def reject_unknown(params: Mapping[str, Any], allowed: set[str]) -> None:
@@ -134,8 +143,7 @@ def _sequence_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def _taken_at_matches_files(params: Mapping[str, Any], file_count: int) -> None:
     taken_at = params.get("taken_at")
     if taken_at is not None and len(taken_at) != file_count:
-        raise ApiError(
-            400,
+        raise JobRequestError(
             "taken_at_mismatch",
             f"'taken_at' has {len(taken_at)} date(s) for {file_count} photo(s); give one per "
             "photo, in upload order.",
@@ -284,10 +292,9 @@ JOB_TYPES: dict[str, JobType] = {
 
 
 def get_job_type(name: str | None) -> JobType:
-    """The job type by name, or a 400 listing the known ones."""
+    """The job type by name, or a JobRequestError listing the known ones."""
     if not name or name not in JOB_TYPES:
-        raise ApiError(
-            400,
+        raise JobRequestError(
             "unknown_job_type",
             f"Unknown job type {name!r}; known types: {', '.join(sorted(JOB_TYPES))}.",
         )

@@ -1,0 +1,55 @@
+"""The app every process runs on: settings, database, migrations, Celery, logging.
+
+Workers and beat run on it as it is; the web (``webapp.create_app``) adds HTTP on top.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy.engine import make_url
+
+from core.config import PROJECT_ROOT, Settings, load_settings
+from core.database import db, migrate
+from core.publishing import celery_init_app
+from core.settings_access import SETTINGS_KEY
+
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+
+
+def _engine_options(settings: Settings) -> dict[str, Any]:
+    """Postgres: test pooled connections before use (they die with a database restart) and
+    give up connecting after a timeout, so an unreachable host answers 503 instead of hanging."""
+    if settings.is_sqlite:
+        return {}
+    return {
+        "pool_pre_ping": True,
+        "connect_args": {"connect_timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS},
+    }
+
+
+def create_core_app(overrides: dict[str, Any] | None = None, name: str = "core") -> Flask:
+    """Build the shared app from environment settings; ``overrides`` win (tests use them)."""
+    settings = load_settings(**(overrides or {}))
+    app = Flask(name, instance_path=str(PROJECT_ROOT / "instance"))
+    app.extensions[SETTINGS_KEY] = settings
+    app.config.update(
+        # Signs the email links (account links, outcome follow-ups) as well as the web session.
+        SECRET_KEY=settings.SECRET_KEY,
+        SQLALCHEMY_DATABASE_URI=settings.DATABASE_URL,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
+        TESTING=settings.SCANQUEUE_ENV == "testing",
+    )
+    if settings.is_sqlite and (database := make_url(settings.DATABASE_URL).database):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    settings.MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
+    celery_init_app(app, settings)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return app
