@@ -362,6 +362,14 @@ def rle_frame(*segments: bytes) -> bytes:
     )
 
 
+def rle_bomb_dicom(runs: int, rows: int = 64, columns: int = 64) -> bytes:
+    """An RLE DICOM declaring rows x columns whose one segment is ``runs`` 2-byte runs of 128
+    zeros: 400 kB (200 000 runs) expand to 25.6 MB."""
+    from pydicom.uid import RLELossless
+
+    return encapsulated_dicom([rle_frame(b"\x81\x00" * runs)], RLELossless, rows, columns)
+
+
 def with_trailing_elements(dicom: bytes, *elements: tuple[int, str, object]) -> bytes:
     """The file with (tag, VR, value) elements appended after its pixel data (Explicit VR
     Little Endian), as a hostile writer could: tags out of order."""

@@ -25,7 +25,7 @@ from tests.builders import (
     encode,
     multiframe_dicom,
     rgb_dicom,
-    rle_frame,
+    rle_bomb_dicom,
     with_trailing_elements,
 )
 
@@ -145,11 +145,6 @@ def test_rgb_dicom_is_converted_to_grey(tmp_path: Path) -> None:
 RLE_BOMB_RUNS = 200_000  # 400 kB of "repeat 0x00 128 times": 25.6 MB decoded, header says 4 kB
 
 
-def rle_bomb() -> bytes:
-    """One RLE segment of 2-byte runs of 128 zeros, in a file whose header declares 64 x 64."""
-    return encapsulated_dicom([rle_frame(b"\x81\x00" * RLE_BOMB_RUNS)], RLELossless)
-
-
 def refused_with_peak(path: Path) -> tuple[PipelineError, int]:
     """The error read_scan refuses the file with, and the peak memory allocated meanwhile."""
     tracemalloc.start()
@@ -163,7 +158,7 @@ def refused_with_peak(path: Path) -> tuple[PipelineError, int]:
 
 
 def test_an_rle_bomb_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
-    data = rle_bomb()
+    data = rle_bomb_dicom(RLE_BOMB_RUNS)
     assert len(data) < 500_000
     raised, peak = refused_with_peak(write(tmp_path, data))
     assert raised.code == "image_too_large" and "RLE frame 0" in raised.message
