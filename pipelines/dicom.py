@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import struct
 import warnings
 import zlib
@@ -66,6 +67,12 @@ PILLOW_FORMATS = {
 }
 RLE_HEADER_BYTES = 64
 RLE_MAX_SEGMENTS = 15
+# PackBits, by control byte: 0-127 copy the next control + 1 bytes; 129-255 repeat the next byte
+# 257 - control times; 128 is a no-op. Bytes read (control included) and bytes written.
+RLE_STEP = tuple(c + 2 if c < 128 else 2 if c > 128 else 1 for c in range(256))
+RLE_NO_OP = 128
+RLE_NO_OPS = re.compile(b"\x80+")
+RLE_OUTPUT = tuple(c + 1 if c < 128 else 257 - c if c > 128 else 0 for c in range(256))
 
 
 def _past_file_meta(tag: Any, _vr: str | None, _length: int) -> bool:
@@ -245,6 +252,11 @@ def _check_rle_frame(frame: bytes, index: int, segment_length: int, segments: in
             f"RLE frame {index} has {header[0]} segments; the header declares {segments}.",
         )
     bounds = [*header[1 : segments + 1], len(frame)]
+    # Segments follow one another (as every encoder writes them): each byte is scanned once.
+    if bounds[0] < RLE_HEADER_BYTES or any(a >= b for a, b in itertools.pairwise(bounds)):
+        raise PipelineError(
+            "invalid_image", f"RLE frame {index} has overlapping or out of range segments."
+        )
     for start, end in itertools.pairwise(bounds):
         decoded = rle_segment_length(frame, start, end, segment_length)
         if decoded > segment_length:
@@ -264,16 +276,17 @@ def rle_segment_length(data: bytes, start: int, end: int, limit: int) -> int:
     position, decoded = start, 0
     while position < end and decoded <= limit:
         control = data[position]
-        position += 1
-        if control < 128:  # literal run: the next control + 1 bytes (fewer at the end)
-            run = min(control + 1, end - position)
-            decoded += run
-            position += run
-        elif control > 128:  # replicate run: the next byte 257 - control times
-            if position < end:
-                decoded += 257 - control
-            position += 1
-        # control == 128 is a no-op
+        if control == RLE_NO_OP:  # skipped at C speed: a segment of no-ops produces nothing
+            skipped = RLE_NO_OPS.match(data, position, end)
+            position = skipped.end() if skipped else end
+            continue
+        following = position + RLE_STEP[control]
+        if following > end:  # the last run is cut short: a literal keeps the bytes present
+            if control < 128:
+                decoded += end - position - 1
+            break
+        decoded += RLE_OUTPUT[control]
+        position = following
     return decoded
 
 

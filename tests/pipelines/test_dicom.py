@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import struct
 import tracemalloc
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tests.builders import (
     multiframe_dicom,
     rgb_dicom,
     rle_bomb_dicom,
+    rle_frame,
     with_trailing_elements,
 )
 
@@ -221,8 +223,10 @@ def test_rle_segment_lengths_are_counted_as_pydicom_decodes_them() -> None:
     from pipelines.dicom import rle_segment_length
 
     random = np.random.default_rng(7)
-    for size in (0, 1, 2, 3, 50, 500, 5000):
-        segment = random.integers(0, 256, size, dtype=np.uint8).tobytes()
+    crafted = [b"\x80" * 300 + b"\x81\x05", b"\x05abc", b"\xff", b"\x00\x07\x80\xfe\x01"]
+    noise = [random.integers(0, 256, n, dtype=np.uint8).tobytes() for n in (1, 3, 50, 5000)]
+    for segment in [b"", *crafted, *noise]:
+        size = len(segment)
         expected = len(_rle_decode_segment(segment))
         assert rle_segment_length(segment, 0, size, 10**9) == expected
         # Counting stops soon after the limit: the result is over it, not the whole length.
@@ -249,3 +253,13 @@ def _dicom_dataset_bytes(rows: int, columns: int, frames: int, pixel_bytes: int)
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def test_rle_segments_that_overlap_are_refused(tmp_path: Path) -> None:
+    # Segments pointing into one another would let one file's bytes be counted many times.
+    frame = bytearray(rle_frame(b"\x81\x00" * 32))
+    struct.pack_into("<L", frame, 4, 0)  # the first segment starts inside the header
+    data = encapsulated_dicom([bytes(frame)], RLELossless)
+    with pytest.raises(PipelineError) as error:
+        read_scan(write(tmp_path, data))
+    assert error.value.code == "invalid_image" and "overlapping" in error.value.message
