@@ -246,7 +246,7 @@ def _check_rle_frame(frame: bytes, index: int, segment_length: int, segments: in
     if len(frame) < RLE_HEADER_BYTES:
         raise PipelineError("invalid_image", f"RLE frame {index} has no header.")
     header = struct.unpack(f"<{RLE_MAX_SEGMENTS + 1}L", frame[:RLE_HEADER_BYTES])
-    if header[0] != segments:
+    if header[0] != segments or segments > RLE_MAX_SEGMENTS:
         raise PipelineError(
             "invalid_image",
             f"RLE frame {index} has {header[0]} segments; the header declares {segments}.",
