@@ -328,3 +328,57 @@ def rgb_dicom(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def encapsulated_dicom(
+    frames: list[bytes], transfer_syntax: str, rows: int = 64, columns: int = 64, samples: int = 1
+) -> bytes:
+    """An 8-bit DICOM whose pixel data is these already encoded frames (JPEG, RLE...),
+    encapsulated as is: the header says ``rows`` x ``columns``, whatever the frames hold."""
+    from pydicom.encaps import encapsulate
+
+    dataset = _dicom_dataset(rows, columns, len(frames), transfer_syntax)
+    if samples == 3:
+        dataset.SamplesPerPixel = 3
+        dataset.PlanarConfiguration = 0
+        dataset.PhotometricInterpretation = "YBR_FULL_422"
+    dataset.PixelData = encapsulate(frames)
+    dataset["PixelData"].VR = "OB"
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def rle_frame(*segments: bytes) -> bytes:
+    """One RLE Lossless frame: the 64-byte header of segment offsets, then the segments."""
+    import struct
+
+    offsets, start = [], 64
+    for segment in segments:
+        offsets.append(start)
+        start += len(segment)
+    return struct.pack("<16L", len(segments), *offsets, *[0] * (15 - len(segments))) + b"".join(
+        segments
+    )
+
+
+def rle_bomb_dicom(runs: int, rows: int = 64, columns: int = 64) -> bytes:
+    """An RLE DICOM declaring rows x columns whose one segment is ``runs`` 2-byte runs of 128
+    zeros: 400 kB (200 000 runs) expand to 25.6 MB."""
+    from pydicom.uid import RLELossless
+
+    return encapsulated_dicom([rle_frame(b"\x81\x00" * runs)], RLELossless, rows, columns)
+
+
+def with_trailing_elements(dicom: bytes, *elements: tuple[int, str, object]) -> bytes:
+    """The file with (tag, VR, value) elements appended after its pixel data (Explicit VR
+    Little Endian), as a hostile writer could: tags out of order."""
+    from pydicom.dataelem import DataElement
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element
+
+    tail = DicomBytesIO()
+    tail.is_little_endian, tail.is_implicit_VR = True, False
+    for tag, vr, value in elements:
+        write_data_element(tail, DataElement(tag, vr, value))
+    return dicom + tail.getvalue()

@@ -138,7 +138,7 @@ def _check_dicom(name: str, data: bytes, limits: ImageLimits) -> CheckedImage:
         spacing = dicom_pixel_spacing(dataset)
         rows, columns = int(dataset.Rows), int(dataset.Columns)
     except PipelineError as exc:
-        status = 413 if exc.code == "image_too_large" else 422
+        status = {"image_too_large": 413, "unsupported_media_type": 415}.get(exc.code, 422)
         code = "corrupt_image" if exc.code == "invalid_image" else exc.code
         raise ApiError(status, code, f"{name}: {exc.message}") from None
     except Exception as exc:  # pydicom raises many types for malformed pixel data

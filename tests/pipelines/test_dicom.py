@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import functools
+import io
+import struct
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
 from pipelines.base import PipelineError
-from pipelines.dicom import read_dicom
+from pipelines.dicom import decoded_frames, read_dicom
 from pipelines.faces import load_photo
 from pipelines.limits import DEFAULT_LIMITS, ImageLimits
 from pipelines.perimeter import load_mask
 from pipelines.scans import LUMA, read_scan, to_uint8
-from tests.builders import deflated_dicom, dicom_bytes, multiframe_dicom, rgb_dicom
+from tests.builders import (
+    deflated_dicom,
+    dicom_bytes,
+    encapsulated_dicom,
+    encode,
+    multiframe_dicom,
+    rgb_dicom,
+    rle_bomb_dicom,
+    rle_frame,
+    with_trailing_elements,
+)
 
 # The reported bomb: ~350 kB that inflates to 6000 x 6000 x 10 bytes (360 MB).
 BOMB_SHAPE = (6000, 6000, 10)
@@ -128,3 +141,125 @@ def test_rgb_dicom_is_converted_to_grey(tmp_path: Path) -> None:
     grey = rgb.astype(np.float64) @ LUMA  # the whole-frame formula
     expected = np.round((grey - grey.min()) * (255.0 / (grey.max() - grey.min())))
     assert np.array_equal(scan.pixels, expected.astype(np.uint8))
+
+
+# Compressed (encapsulated) pixel data: each frame's encoded size is checked before decoding.
+RLE_BOMB_RUNS = 200_000  # 400 kB of "repeat 0x00 128 times": 25.6 MB decoded, header says 4 kB
+
+
+def refused_with_peak(path: Path) -> tuple[PipelineError, int]:
+    """The error read_scan refuses the file with, and the peak memory allocated meanwhile."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(PipelineError) as error:
+            read_scan(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return error.value, peak
+
+
+def test_an_rle_bomb_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
+    data = rle_bomb_dicom(RLE_BOMB_RUNS)
+    assert len(data) < 500_000
+    raised, peak = refused_with_peak(write(tmp_path, data))
+    assert raised.code == "image_too_large" and "RLE frame 0" in raised.message
+    # The file is read (400 kB); its 25.6 MB of runs are never expanded.
+    assert peak < 3 * len(data)
+
+
+def test_a_jpeg_frame_larger_than_the_header_is_refused_undecoded(tmp_path: Path) -> None:
+    big = encode(Image.new("L", (4000, 4000)), "JPEG", quality=50)  # 16 Mpx in a 64x64 file
+    data = encapsulated_dicom([big], JPEGBaseline8Bit)
+    raised, peak = refused_with_peak(write(tmp_path, data))
+    assert raised.code == "image_too_large"
+    assert "4000x4000" in raised.message and "64x64" in raised.message
+    assert peak < 4_000_000
+
+
+def test_a_jpeg_frame_with_other_components_than_the_header_is_refused(tmp_path: Path) -> None:
+    colour = encode(Image.new("RGB", (64, 64)), "JPEG")
+    with pytest.raises(PipelineError) as error:
+        read_scan(write(tmp_path, encapsulated_dicom([colour], JPEGBaseline8Bit)))
+    assert error.value.code == "image_too_large" and "3 component(s)" in error.value.message
+
+
+def test_a_compression_that_cannot_be_decoded_here_is_refused_by_name(tmp_path: Path) -> None:
+    data = encapsulated_dicom([b"\xff\xd8\xff\xf7" + bytes(100)], JPEGLSLossless)
+    with pytest.raises(PipelineError) as error:
+        read_scan(write(tmp_path, data))
+    assert error.value.code == "unsupported_media_type"
+    assert "JPEG-LS Lossless" in error.value.message
+
+
+def gradient(rows: int = 48, columns: int = 64) -> np.ndarray:
+    return (np.add.outer(np.arange(rows) * 3, np.arange(columns) * 2) % 256).astype(np.uint8)
+
+
+def test_a_jpeg_baseline_dicom_still_decodes(tmp_path: Path) -> None:
+    pixels = gradient()
+    frame = encode(Image.fromarray(pixels), "JPEG", quality=95)
+    data = encapsulated_dicom([frame], JPEGBaseline8Bit, *pixels.shape)
+    scan = read_scan(write(tmp_path, data))
+    assert scan.pixels.shape == pixels.shape
+    assert np.abs(scan.pixels.astype(int) - to_uint8(pixels).astype(int)).mean() < 3
+
+
+def test_an_rle_dicom_decodes_exactly(tmp_path: Path) -> None:
+    from pydicom import dcmread
+
+    frames = np.stack([gradient(), 255 - gradient()])
+    dataset = dcmread(io.BytesIO(multiframe_dicom(frames, deflated=False)))
+    dataset.compress(RLELossless, encoding_plugin="pydicom")
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    dataset = read_dicom(buffer.getvalue(), DEFAULT_LIMITS)
+    assert np.array_equal(np.stack(list(decoded_frames(dataset))), frames)
+
+
+def test_rle_segment_lengths_are_counted_as_pydicom_decodes_them() -> None:
+    from pydicom.pixels.decoders.rle import _rle_decode_segment
+
+    from pipelines.dicom import rle_segment_length
+
+    random = np.random.default_rng(7)
+    crafted = [b"\x80" * 300 + b"\x81\x05", b"\x05abc", b"\xff", b"\x00\x07\x80\xfe\x01"]
+    noise = [random.integers(0, 256, n, dtype=np.uint8).tobytes() for n in (1, 3, 50, 5000)]
+    for segment in [b"", *crafted, *noise]:
+        size = len(segment)
+        expected = len(_rle_decode_segment(segment))
+        assert rle_segment_length(segment, 0, size, 10**9) == expected
+        # Counting stops soon after the limit: the result is over it, not the whole length.
+        if expected > 200:
+            assert 100 < rle_segment_length(segment, 0, size, 100) <= 100 + 128
+
+
+def test_an_element_after_the_pixel_data_cannot_replace_the_checked_header() -> None:
+    # The header declares 2 frames of 1x1; the file holds 20000 bytes of pixel data and then a
+    # second NumberOfFrames of 20000 (over the 64-frame limit), after the pixel data.
+    dataset = _dicom_dataset_bytes(rows=1, columns=1, frames=2, pixel_bytes=20_000)
+    hostile = with_trailing_elements(dataset, (0x00280008, "IS", "20000"), (0x00280010, "US", 2))
+    read = read_dicom(hostile, DEFAULT_LIMITS)
+    assert int(read.NumberOfFrames) == 2 and int(read.Rows) == 1
+    assert [frame.shape for frame in decoded_frames(read)] == [(1, 1), (1, 1)]
+
+
+def _dicom_dataset_bytes(rows: int, columns: int, frames: int, pixel_bytes: int) -> bytes:
+    """An uncompressed file declaring rows x columns x frames but holding ``pixel_bytes``."""
+    from pydicom import dcmread
+
+    dataset = dcmread(io.BytesIO(multiframe_dicom(np.zeros((frames, rows, columns)), False)))
+    dataset.PixelData = bytes(pixel_bytes)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_rle_segments_that_overlap_are_refused(tmp_path: Path) -> None:
+    # Segments pointing into one another would let one file's bytes be counted many times.
+    frame = bytearray(rle_frame(b"\x81\x00" * 32))
+    struct.pack_into("<L", frame, 4, 0)  # the first segment starts inside the header
+    data = encapsulated_dicom([bytes(frame)], RLELossless)
+    with pytest.raises(PipelineError) as error:
+        read_scan(write(tmp_path, data))
+    assert error.value.code == "invalid_image" and "overlapping" in error.value.message

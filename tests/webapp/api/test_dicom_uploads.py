@@ -8,9 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from PIL import Image
+from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless
 
 from pipelines.limits import DEFAULT_MAX_FRAMES
-from tests.builders import bearer, deflated_dicom, make_user, multiframe_dicom, submit_job
+from tests.builders import (
+    bearer,
+    deflated_dicom,
+    encapsulated_dicom,
+    encode,
+    make_user,
+    multiframe_dicom,
+    rle_bomb_dicom,
+    submit_job,
+    with_trailing_elements,
+)
 from tests.webapp.api.test_jobs import assert_nothing_stored
 
 
@@ -73,3 +85,54 @@ def test_multi_frame_dicom_within_limits_is_accepted(
     )
     assert response.status_code == 202, response.get_json()
     assert response.get_json()["inputs"][0]["content_type"] == "application/dicom"
+
+
+def black_jpeg(width: int, height: int, mode: str = "L") -> bytes:
+    """A plain black JPEG of this size."""
+    return encode(Image.new(mode, (width, height)), "JPEG", quality=50)
+
+
+COMPRESSED_REFUSED = {
+    # 400 kB that pydicom's RLE decoder would expand to 25.6 MB, in a file declaring 64 x 64.
+    "rle bomb": (lambda: rle_bomb_dicom(200_000), 413, "image_too_large", "RLE frame 0"),
+    "jpeg larger than its header": (
+        lambda: encapsulated_dicom([black_jpeg(4000, 4000)], JPEGBaseline8Bit),
+        413,
+        "image_too_large",
+        "4000x4000",
+    ),
+    "compression not decodable here": (
+        lambda: encapsulated_dicom([b"\xff\xd8" + bytes(64)], JPEGLSLossless),
+        415,
+        "unsupported_media_type",
+        "JPEG-LS Lossless",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", COMPRESSED_REFUSED, ids=list(COMPRESSED_REFUSED))
+def test_compressed_dicom_is_checked_frame_by_frame_before_decoding(
+    case: str, client: FlaskClient, headers: dict[str, str], media_root: Path
+) -> None:
+    build, status, code, words = COMPRESSED_REFUSED[case]
+    response = submit_job(client, headers, [(build(), "scan.dcm")], {}, "segmentation")
+    assert response.status_code == status, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == code and words in error["message"]
+    assert_nothing_stored(media_root)
+
+
+def test_a_jpeg_baseline_dicom_is_accepted(client: FlaskClient, headers: dict[str, str]) -> None:
+    data = encapsulated_dicom([black_jpeg(80, 60)], JPEGBaseline8Bit, rows=60, columns=80)
+    response = submit_job(client, headers, [(data, "scan.dcm")], {}, "segmentation")
+    assert response.status_code == 202, response.get_json()
+
+
+def test_a_frame_count_after_the_pixel_data_is_ignored(
+    client: FlaskClient, headers: dict[str, str]
+) -> None:
+    # 2 frames of 40x30 declared, then NumberOfFrames = limit + 1 after the pixel data.
+    good = multiframe_dicom(np.zeros((2, 40, 30), dtype=np.uint8), deflated=False)
+    hostile = with_trailing_elements(good, (0x00280008, "IS", str(DEFAULT_MAX_FRAMES + 1)))
+    response = submit_job(client, headers, [(hostile, "scan.dcm")], {}, "segmentation")
+    assert response.status_code == 202, response.get_json()
