@@ -2,8 +2,10 @@
 
     python -m benchmarks.hostile_uploads [--side 6000] [--frames 10] [--slow-clients 8]
 
-The bomb is a real Deflated Explicit VR Little Endian DICOM of ~350 kB declaring 6000x6000x10
-8-bit frames (360 MB once inflated; tests/builders.py deflated_dicom). The web side is a real
+Two bombs: a real Deflated Explicit VR Little Endian DICOM of ~350 kB declaring 6000x6000x10
+8-bit frames (360 MB once inflated; tests/builders.py deflated_dicom), and an RLE DICOM of 4 MB
+declaring 64x64 whose one segment expands to 256 MB (``--rle-runs`` 2-byte runs of 128 zeros;
+tests/builders.py rle_bomb_dicom). The web side is a real
 gunicorn (deploy/gunicorn.conf.py, WEB_WORKERS=1) on a temporary SQLite database and the Redis
 at REDIS_URL (database 7), sent the bomb as a segmentation job over loopback; the peak resident
 memory (VmHWM) of its one worker process is read from /proc before and after. The worker side is
@@ -36,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from benchmarks.__main__ import ApiClient, bench_database, free_port, wait_for_http
 from core.config import PROJECT_ROOT, load_settings
-from tests.builders import deflated_dicom
+from tests.builders import deflated_dicom, rle_bomb_dicom
 from tests.test_reverse_proxy import (
     APP,
     NGINX,
@@ -191,22 +193,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=6000, help="rows and columns declared")
     parser.add_argument("--frames", type=int, default=10, help="frames declared")
+    parser.add_argument("--rle-runs", type=int, default=2_000_000, help="RLE bomb: 2-byte runs")
     parser.add_argument("--timeout", type=float, default=120, help="seconds per step, at most")
     parser.add_argument("--slow-clients", type=int, default=8, help="0: skip that measurement")
     parser.add_argument("--probe-seconds", type=float, default=10, help="probing while trickled")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="scanqueue-hostile-") as folder:
         scratch = Path(folder)
-        bomb = scratch / "bomb.dcm"
+        bomb, rle = scratch / "bomb.dcm", scratch / "rle.dcm"
         bomb.write_bytes(deflated_dicom(args.side, args.side, args.frames))
-        size_kb = bomb.stat().st_size / 1000
-        rows = [web_answer(bomb, scratch, args.timeout), worker_decode(bomb, args.timeout)]
+        rle.write_bytes(rle_bomb_dicom(args.rle_runs))
+        size_kb, rle_mb = bomb.stat().st_size / 1000, rle.stat().st_size / 1e6
+        rows = []
+        for kind, path in (("deflated", bomb), ("RLE", rle)):
+            (scratch / kind).mkdir()  # a database and media root of its own
+            for side, *measured in (
+                web_answer(path, scratch / kind, args.timeout),
+                worker_decode(path, args.timeout),
+            ):
+                rows.append((f"{kind} bomb, {side}", *measured))
         if args.slow_clients:
             slow = trickled(scratch, redis_url(), args.slow_clients, args.probe_seconds)
     inflated = args.side * args.side * args.frames
     print(
-        f"\nDICOM bomb: {size_kb:.0f} kB file declaring {args.side}x"
-        f"{args.side}x{args.frames} 8-bit frames ({inflated / 1e6:.0f} MB inflated); "
+        f"\nDICOM bombs: deflated, {size_kb:.0f} kB declaring {args.side}x"
+        f"{args.side}x{args.frames} 8-bit frames ({inflated / 1e6:.0f} MB inflated); RLE, "
+        f"{rle_mb:.1f} MB declaring 64x64 ({args.rle_runs * 128 / 1e6:.0f} MB expanded); "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}\n"
     )
     print("| side | answer | seconds | peak RSS (VmHWM) before -> after, MB |")
