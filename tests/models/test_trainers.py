@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from models.serving import LoadedModel, ModelCache
 from models.train_classifier import MODEL_NAME as TRIMESTER_MODEL
@@ -61,7 +60,6 @@ def test_sequence_trainer_releases_a_loadable_model(tmp_path: Path) -> None:
     assert p_improving.shape == (1, 1) and 0.0 <= float(p_improving[0, 0]) <= 1.0
 
 
-@pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"no HC18 data at {HC18_DIR}")
 def test_classifier_trainer_releases_a_loadable_model(tmp_path: Path) -> None:
     release = tmp_path / "registry" / TRIMESTER_MODEL / "0.0.1"
     run_trainer(
