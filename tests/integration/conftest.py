@@ -33,6 +33,7 @@ STACK_SMTP_PORT = free_port()
 TEST_MODEL = "tiny-bright"
 TEST_SEQUENCE_MODEL = "tiny-trend"
 TEST_CLASSIFIER = "tiny-classifier"
+TEST_CLASSIFIER_THRESHOLD = 0.7
 
 
 @dataclass
@@ -97,7 +98,8 @@ def worker_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> It
         base / "registry", TEST_MODEL, "1.0.0", bright_pixel_model(), BINARY_CLASSES
     )
     write_sequence_model(base / "registry", TEST_SEQUENCE_MODEL)
-    write_classifier(base / "registry", TEST_CLASSIFIER)
+    # Its card's threshold differs from the setting's default (0.6): tests can tell which is used.
+    write_classifier(base / "registry", TEST_CLASSIFIER, uncertain_below=TEST_CLASSIFIER_THRESHOLD)
     with running_stack(
         base,
         redis_url,

@@ -22,6 +22,7 @@ from tests.builders import ellipse_mask_png, encode, submit_job
 from tests.conftest import build_app
 from tests.integration.conftest import (
     TEST_CLASSIFIER,
+    TEST_CLASSIFIER_THRESHOLD,
     WorkerStack,
     succeeded_job,
     wait_for_final,
@@ -50,7 +51,7 @@ def test_a_classification_job_runs_through_the_worker(stack_client: Client) -> N
     assert job["status"] == "succeeded", job["error"]
     assert job["model"]["name"] == TEST_CLASSIFIER
     assert job["result"]["prediction"] == "third"
-    assert job["result"]["uncertain_below"] == 0.6  # from the model's manifest
+    assert job["result"]["uncertain_below"] == TEST_CLASSIFIER_THRESHOLD  # the model card's
     assert len(job["result"]["images"]) == 2
 
 
