@@ -18,7 +18,7 @@ import redis
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.builders import ellipse_mask_png, encode, submit_job
+from tests.builders import DEFAULT_MASK_CIRCUMFERENCE_MM, ellipse_mask_png, encode, submit_job
 from tests.conftest import build_app
 from tests.integration.conftest import (
     TEST_CLASSIFIER,
@@ -95,7 +95,9 @@ def test_the_sweep_requeues_a_dead_workers_job_and_a_live_worker_finishes_it(
     assert swept.requeued == [job_id]
     done = succeeded_job(worker_stack, client, headers, f"/api/v1/jobs/{job_id}")
     assert done["attempts"] == 2
-    assert done["result"]["circumference_mm"] > 0
+    assert done["result"]["circumference_mm"] == pytest.approx(
+        DEFAULT_MASK_CIRCUMFERENCE_MM, rel=0.005
+    )
 
 
 def test_a_job_whose_message_was_lost_is_published_again_and_a_live_worker_finishes_it(
@@ -113,7 +115,9 @@ def test_a_job_whose_message_was_lost_is_published_again_and_a_live_worker_finis
 
     done = succeeded_job(worker_stack, client, headers, f"/api/v1/jobs/{job_id}")
     assert done["attempts"] == 1
-    assert done["result"]["circumference_mm"] > 0
+    assert done["result"]["circumference_mm"] == pytest.approx(
+        DEFAULT_MASK_CIRCUMFERENCE_MM, rel=0.005
+    )
 
 
 def kill_worker(process: subprocess.Popen[bytes]) -> None:

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 import tasks.perimeter  # noqa: F401  (registers the task with the app's Celery)
 from pipelines.base import PipelineOutput, ProgressCallback
 from tasks.runner import run_job
-from tests.builders import bearer, blank_png, make_user, submit_job
+from tests.builders import DEFAULT_MASK_CIRCUMFERENCE_MM, bearer, blank_png, make_user, submit_job
 from webapp import job_state
 from webapp.extensions import db
 from webapp.records import Artifact, Job
@@ -52,7 +52,7 @@ def test_task_succeeds_and_a_second_run_changes_nothing(
     assert perimeter_task(app).apply(args=[str(job_id)]).get() == "succeeded"
     job = fetch(job_id)
     assert job.status == "succeeded" and job.progress == 100 and job.attempts == 1
-    assert job.result["circumference_mm"] > 0
+    assert job.result["circumference_mm"] == pytest.approx(DEFAULT_MASK_CIRCUMFERENCE_MM, rel=0.005)
     [artifact] = artifact_rows(job_id)
     assert (media_root / artifact.storage_path).read_bytes().startswith(b"\x89PNG")
 
