@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import ssl
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -73,7 +74,9 @@ def deliver(row: OutboundEmail, settings: Settings) -> None:
         settings.SMTP_HOST, settings.SMTP_PORT, timeout=settings.SMTP_TIMEOUT_SECONDS
     ) as smtp:
         if settings.SMTP_STARTTLS:
-            smtp.starttls()
+            # smtplib's default context checks nothing: verify the certificate and host name
+            # against the system's authorities (SSL_CERT_FILE names another bundle).
+            smtp.starttls(context=ssl.create_default_context())
         if settings.SMTP_USERNAME:
             smtp.login(settings.SMTP_USERNAME, settings.SMTP_PASSWORD)
         smtp.send_message(build_message(row, settings))

@@ -382,3 +382,14 @@ def with_trailing_elements(dicom: bytes, *elements: tuple[int, str, object]) -> 
     for tag, vr, value in elements:
         write_data_element(tail, DataElement(tag, vr, value))
     return dicom + tail.getvalue()
+
+
+def ellipse_circumference_mm(a: float, b: float, spacing_mm: float) -> float:
+    """An ellipse's perimeter (Ramanujan's second approximation) for semi-axes in pixels."""
+    h = ((a - b) / (a + b)) ** 2
+    return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h))) * spacing_mm
+
+
+# What a job submitted with submit_job's defaults (ellipse_mask_png(), 0.1 mm) should measure;
+# the pipeline matches analytic ellipses to 0.5 % (tests/integration/test_perimeter_jobs.py).
+DEFAULT_MASK_CIRCUMFERENCE_MM = ellipse_circumference_mm(120, 80, 0.1)

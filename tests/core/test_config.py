@@ -18,11 +18,17 @@ def test_defaults_are_a_single_machine_setup(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    from webapp import FORM_OVERHEAD_BYTES, create_app
+
     monkeypatch.setenv("DATABASE_URL", "postgresql://x@db/scanqueue")
     monkeypatch.setenv("MAX_UPLOAD_BYTES", "1234")
-    settings = load_settings()
-    assert settings.DATABASE_URL == "postgresql://x@db/scanqueue"
-    assert settings.MAX_UPLOAD_BYTES == 1234
+    monkeypatch.setenv("MAX_FILES_PER_JOB", "3")
+    # Not only read back: the values reach what the running app uses.
+    app = create_app()
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql://x@db/scanqueue"
+    assert app.config["MAX_CONTENT_LENGTH"] == 1234 * 3 + FORM_OVERHEAD_BYTES
+    # An explicit override beats the environment.
+    assert load_settings(MAX_UPLOAD_BYTES=99).MAX_UPLOAD_BYTES == 99
 
 
 @pytest.mark.parametrize("secret", [None, DEV_SECRET_KEY, "short"])

@@ -33,6 +33,7 @@ STACK_SMTP_PORT = free_port()
 TEST_MODEL = "tiny-bright"
 TEST_SEQUENCE_MODEL = "tiny-trend"
 TEST_CLASSIFIER = "tiny-classifier"
+TEST_CLASSIFIER_THRESHOLD = 0.7
 
 
 @dataclass
@@ -93,7 +94,8 @@ def tiny_models(registry: Path) -> dict[str, str]:
     # Tiny real models stand in for the released ones: the plumbing is under test here.
     write_registry_model(registry, TEST_MODEL, "1.0.0", bright_pixel_model(), BINARY_CLASSES)
     write_sequence_model(registry, TEST_SEQUENCE_MODEL)
-    write_classifier(registry, TEST_CLASSIFIER)
+    # Its card's threshold differs from the setting's default (0.6): tests can tell which is used.
+    write_classifier(registry, TEST_CLASSIFIER, uncertain_below=TEST_CLASSIFIER_THRESHOLD)
     return {
         "MODEL_DIR": str(registry),
         "SEGMENTATION_MODEL": TEST_MODEL,

@@ -11,13 +11,10 @@ import pytest
 from werkzeug.serving import make_server
 
 from tests.builders import DEFAULT_PASSWORD, make_subject, make_user
-from tests.conftest import HC18_DIR, REPO_ROOT, free_port, hc18_images
+from tests.conftest import REPO_ROOT, free_port, hc18_images
 from tests.integration.conftest import JOB_TIMEOUT, WorkerStack
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"no HC18 data at {HC18_DIR}"),
-]
+pytestmark = pytest.mark.integration
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "test-output" / "browser"

@@ -22,10 +22,11 @@ from core import job_state
 from core.records import utcnow
 from core.settings_access import current_settings
 from scheduler.housekeeping import requeue_lost_jobs, sweep_stale_jobs
-from tests.builders import ellipse_mask_png, encode, submit_job
+from tests.builders import DEFAULT_MASK_CIRCUMFERENCE_MM, ellipse_mask_png, encode, submit_job
 from tests.conftest import build_app
 from tests.integration.conftest import (
     TEST_CLASSIFIER,
+    TEST_CLASSIFIER_THRESHOLD,
     WorkerStack,
     succeeded_job,
     wait_for_final,
@@ -50,7 +51,7 @@ def test_a_classification_job_runs_through_the_worker(stack_client: Client) -> N
     assert job["status"] == "succeeded", job["error"]
     assert job["model"]["name"] == TEST_CLASSIFIER
     assert job["result"]["prediction"] == "third"
-    assert job["result"]["uncertain_below"] == 0.6  # from the model's manifest
+    assert job["result"]["uncertain_below"] == TEST_CLASSIFIER_THRESHOLD  # the model card's
     assert len(job["result"]["images"]) == 2
 
 
@@ -94,7 +95,9 @@ def test_the_sweep_requeues_a_dead_workers_job_and_a_live_worker_finishes_it(
     assert swept.requeued == [job_id]
     done = succeeded_job(worker_stack, client, headers, f"/api/v1/jobs/{job_id}")
     assert done["attempts"] == 2
-    assert done["result"]["circumference_mm"] > 0
+    assert done["result"]["circumference_mm"] == pytest.approx(
+        DEFAULT_MASK_CIRCUMFERENCE_MM, rel=0.005
+    )
 
 
 def test_a_job_whose_message_was_lost_is_published_again_and_a_live_worker_finishes_it(
@@ -112,7 +115,9 @@ def test_a_job_whose_message_was_lost_is_published_again_and_a_live_worker_finis
 
     done = succeeded_job(worker_stack, client, headers, f"/api/v1/jobs/{job_id}")
     assert done["attempts"] == 1
-    assert done["result"]["circumference_mm"] > 0
+    assert done["result"]["circumference_mm"] == pytest.approx(
+        DEFAULT_MASK_CIRCUMFERENCE_MM, rel=0.005
+    )
 
 
 def kill_worker(process: subprocess.Popen[bytes]) -> None:

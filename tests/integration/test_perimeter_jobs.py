@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from tests.builders import blank_png, ellipse_mask_png, submit_job
-from tests.conftest import HC18_DIR, hc18_images
+from tests.conftest import hc18_images
 from tests.integration.conftest import WorkerStack, wait_for_final
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,6 @@ def submit_mask(client: FlaskClient, headers: dict[str, str], png: bytes, spacin
     return response.headers["Location"]
 
 
-@pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"HC18 data not found at {HC18_DIR}")
 def test_hc18_mask_reaches_succeeded_with_the_reference_circumference(
     stack_client: Client, worker_stack: WorkerStack
 ) -> None:

@@ -5,17 +5,15 @@ from __future__ import annotations
 import pytest
 
 from tests.builders import face_photo, no_face_photo, submit_job
-from tests.conftest import HC18_DIR, hc18_images
+from tests.conftest import hc18_images
 from tests.integration.conftest import WorkerStack, signed_in, succeeded_job
 
 pytestmark = pytest.mark.integration
-needs_hc18 = pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"no HC18 data at {HC18_DIR}")
 
 # Validation-split images (lab/hc18_split.json): never seen in training.
 IMAGES = ["000_HC.png", "015_HC.png"]
 
 
-@needs_hc18
 def test_released_model_measures_hc18_images_through_the_system(
     released_model_stack: WorkerStack,
 ) -> None:
@@ -50,7 +48,6 @@ def test_released_sequence_model_runs_a_photo_series_through_the_chain(
         assert job["result"]["frames_used"] == [0, 2]
 
 
-@needs_hc18
 def test_released_classifier_predicts_a_trimester_through_the_worker(
     released_model_stack: WorkerStack,
 ) -> None:

@@ -18,7 +18,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from core.config import load_settings
-from tests.builders import bearer, ellipse_mask_png, face_photo, make_user, submit_job
+from tests.builders import (
+    bearer,
+    ellipse_circumference_mm,
+    ellipse_mask_png,
+    face_photo,
+    make_user,
+    submit_job,
+)
 from tests.conftest import build_app, fresh_postgres_database
 from tests.integration.conftest import WorkerStack, succeeded_job, wait_for_final
 from tests.integration.test_classification_and_sweep import kill_worker
@@ -225,7 +232,9 @@ def test_a_message_held_by_a_killed_worker_is_recovered_by_another_worker(
             )
             recovered_in = time.monotonic() - killed_at
         job = status(client, headers, job_id)
-        assert job["attempts"] == 2 and job["result"]["circumference_mm"] > 0
+        assert job["attempts"] == 2
+        expected = ellipse_circumference_mm(2500, 1800, 0.1)
+        assert job["result"]["circumference_mm"] == pytest.approx(expected, rel=0.005)
         print(f"recovered {recovered_in:.1f} s after the kill (worker start-up included)")
 
 

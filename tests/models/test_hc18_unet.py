@@ -18,7 +18,6 @@ from tests.conftest import HC18_DIR
 SAMPLE_SIZE = 6
 
 
-@pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"no HC18 data at {HC18_DIR}")
 def test_released_model_segments_and_measures_validation_images() -> None:
     settings = load_settings()
     # The worker's own loading path: the sha256 in the manifest is checked before loading.

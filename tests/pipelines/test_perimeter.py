@@ -22,7 +22,7 @@ from pipelines.perimeter import (
     perimeter_pipeline,
     render_overlay,
 )
-from tests.conftest import HC18_DIR, hc18_images
+from tests.conftest import hc18_images
 
 
 def drawn_ellipse(
@@ -290,7 +290,6 @@ HC18_SAMPLE = [
 ]
 
 
-@pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"HC18 data not found at {HC18_DIR}")
 def test_hc18_masks_match_the_reference_circumference() -> None:
     images = hc18_images()
     sample = [images[name] for name in HC18_SAMPLE if name in images]

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 
 from pipelines.perimeter import load_mask, measure_perimeter, render_overlay
-from tests.conftest import HC18_DIR, hc18_images
+from tests.conftest import hc18_images
 from tests.pipelines.test_perimeter import HC18_SAMPLE, drawn_ellipse
 
 # as_result() of the HC18 sample masks, recorded with the pipeline before it worked on windows.
 REFERENCE = Path(__file__).parent / "data" / "perimeter_hc18_reference.json"
 
 
-@pytest.mark.skipif(not HC18_DIR.is_dir(), reason=f"HC18 data not found at {HC18_DIR}")
 def test_hc18_results_are_unchanged() -> None:
     images = hc18_images()
     reference = json.loads(REFERENCE.read_text())

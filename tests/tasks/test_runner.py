@@ -17,7 +17,7 @@ from core.database import db
 from core.records import Artifact, Job
 from pipelines.base import PipelineOutput, ProgressCallback
 from tasks.runner import run_job
-from tests.builders import bearer, blank_png, make_user, submit_job
+from tests.builders import DEFAULT_MASK_CIRCUMFERENCE_MM, bearer, blank_png, make_user, submit_job
 
 
 def perimeter_task(app: Flask) -> Task:
@@ -52,7 +52,7 @@ def test_task_succeeds_and_a_second_run_changes_nothing(
     assert perimeter_task(app).apply(args=[str(job_id)]).get() == "succeeded"
     job = fetch(job_id)
     assert job.status == "succeeded" and job.progress == 100 and job.attempts == 1
-    assert job.result["circumference_mm"] > 0
+    assert job.result["circumference_mm"] == pytest.approx(DEFAULT_MASK_CIRCUMFERENCE_MM, rel=0.005)
     [artifact] = artifact_rows(job_id)
     assert (media_root / artifact.storage_path).read_bytes().startswith(b"\x89PNG")
 
