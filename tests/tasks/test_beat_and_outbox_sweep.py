@@ -16,6 +16,7 @@ from celery.beat import Scheduler
 from flask import Flask
 
 # Registers the periodic tasks and the email task, as a worker does.
+import scheduler.tasks  # noqa: F401
 import tasks.mail  # noqa: F401
 from core.database import db
 from core.mailer import queue_email
