@@ -94,11 +94,13 @@ class Settings(BaseSettings):
     # Each worker writes its liveness (and the delivery tags of the messages it holds) to Redis
     # every WORKER_HEARTBEAT_SECONDS, valid for WORKER_HEARTBEAT_TTL_SECONDS. A message delivered
     # more than ORPHAN_MESSAGE_GRACE_SECONDS ago that no live worker holds belonged to a worker
-    # that died: it is put back on its queue (looked for every ORPHAN_SWEEP_SECONDS).
+    # that died: it is put back on its queue once two sweeps (every ORPHAN_SWEEP_SECONDS)
+    # TTL + one heartbeat apart found it held by none. Worst case from a death to the restore,
+    # about grace + 2 sweeps + a heartbeat (90 s with these defaults).
     WORKER_HEARTBEAT_SECONDS: float = Field(default=10.0, gt=0)
     WORKER_HEARTBEAT_TTL_SECONDS: float = Field(default=30.0, gt=0)
     ORPHAN_MESSAGE_GRACE_SECONDS: float = Field(default=60.0, gt=0)
-    ORPHAN_SWEEP_SECONDS: float = Field(default=30.0, gt=0)
+    ORPHAN_SWEEP_SECONDS: float = Field(default=20.0, gt=0)
 
     # Models: the registry folder and which model (and version; empty = newest) serves a job type.
     MODEL_DIR: Path = PROJECT_ROOT / "models" / "registry"
@@ -178,9 +180,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "WORKER_HEARTBEAT_TTL_SECONDS must be at least twice WORKER_HEARTBEAT_SECONDS"
             )
-        if self.ORPHAN_MESSAGE_GRACE_SECONDS < self.WORKER_HEARTBEAT_TTL_SECONDS:
+        # A record expiring just as a new message arrives leaves one beat to list it.
+        settle = self.WORKER_HEARTBEAT_TTL_SECONDS + self.WORKER_HEARTBEAT_SECONDS
+        if settle > self.ORPHAN_MESSAGE_GRACE_SECONDS:
             raise ValueError(
-                "ORPHAN_MESSAGE_GRACE_SECONDS must be at least WORKER_HEARTBEAT_TTL_SECONDS"
+                "ORPHAN_MESSAGE_GRACE_SECONDS must be at least WORKER_HEARTBEAT_TTL_SECONDS "
+                "+ WORKER_HEARTBEAT_SECONDS"
             )
         weak_secret = (
             self.SECRET_KEY == DEV_SECRET_KEY or len(self.SECRET_KEY) < MIN_PRODUCTION_SECRET_LENGTH
