@@ -95,8 +95,10 @@ class Settings(BaseSettings):
     # every WORKER_HEARTBEAT_SECONDS, valid for WORKER_HEARTBEAT_TTL_SECONDS. A message delivered
     # more than ORPHAN_MESSAGE_GRACE_SECONDS ago that no live worker holds belonged to a worker
     # that died: it is put back on its queue once two sweeps (every ORPHAN_SWEEP_SECONDS)
-    # TTL + one heartbeat apart found it held by none. Worst case from a death to the restore,
-    # about grace + 2 sweeps + a heartbeat (90 s with these defaults).
+    # TTL + one heartbeat apart found it held by none. From a death to the restore: the dead
+    # worker's record expiring (up to the TTL), the next sweep, then TTL + heartbeat more until
+    # a sweep confirms it (and at least the grace since delivery): about 80 s with these
+    # defaults, under 2 minutes at worst.
     WORKER_HEARTBEAT_SECONDS: float = Field(default=10.0, gt=0)
     WORKER_HEARTBEAT_TTL_SECONDS: float = Field(default=30.0, gt=0)
     ORPHAN_MESSAGE_GRACE_SECONDS: float = Field(default=60.0, gt=0)

@@ -103,12 +103,14 @@ def resume(job_id: uuid.UUID, count_attempt: bool = False) -> Job | None:
     """A running job whose next stage starts now; None if it was cancelled or is gone.
 
     ``count_attempt``: the stage's message is a redelivery (its process died), which counts as
-    an attempt towards MAX_ATTEMPTS.
+    an attempt towards MAX_ATTEMPTS. The stage runs as the job's current attempt (its
+    ``attempts``), which a newer claim would fence off like a first stage's.
     """
     if count_attempt:
-        return _count_attempt(job_id, (JobStatus.RUNNING.value,), heartbeat_at=utcnow())
-    db.session.expire_all()
-    job = db.session.get(Job, job_id)
+        job = _count_attempt(job_id, (JobStatus.RUNNING.value,), heartbeat_at=utcnow())
+    else:
+        db.session.expire_all()
+        job = db.session.get(Job, job_id)
     return job if job is not None and job.status == JobStatus.RUNNING.value else None
 
 
