@@ -10,7 +10,6 @@ orphan sweep returns them to their queues within a minute or two.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Iterator
 
 import redis
@@ -73,9 +72,32 @@ def live_workers(client: redis.Redis) -> list[dict]:
     return records
 
 
-def restore_orphaned_messages(connection: Connection, grace_seconds: float) -> list[str]:
-    """Put back on its queue every message delivered more than ``grace_seconds`` ago that no
-    live worker holds (its worker died without acknowledging or returning it); their tags.
+# Messages seen held by no live worker: delivery tag -> when first seen so (Redis TIME).
+ORPHAN_CANDIDATES = "scanqueue:orphan-candidates"
+
+
+def redis_time(client: redis.Redis) -> float:
+    """Now by the Redis server's clock: one clock for every host, whatever their skew."""
+    seconds, microseconds = client.time()
+    return seconds + microseconds / 1_000_000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def restore_orphaned_messages(
+    connection: Connection, grace_seconds: float, confirm_seconds: float
+) -> list[str]:
+    """Put back on its queue every message that no live worker holds (its worker died without
+    acknowledging or returning it), delivered more than ``grace_seconds`` ago and seen unheld
+    by this sweep and by an earlier one at least ``confirm_seconds`` before; their tags.
+
+    A missing record is not proof of death: after a Redis outage or a partition longer than the
+    records' TTL every record has expired, and the first sweep afterwards would take every live
+    worker for dead. So a sweep only notes the unheld messages (in Redis, with the Redis server's
+    time), and a later sweep restores those still unheld once every live worker has had time to
+    write its record again; one listed by any record meanwhile is forgotten.
 
     kombu itself gives such a message back only after the visibility timeout (an hour), which
     must outlast every task and every countdown. Each restore is kombu's own ``restore_by_tag``,
@@ -84,11 +106,29 @@ def restore_orphaned_messages(connection: Connection, grace_seconds: float) -> l
     """
     channel = connection.default_channel
     client = channel.client
+    now = redis_time(client)
     held = {tag for record in live_workers(client) for tag in record.get("held", [])}
-    ceiling = time.time() - grace_seconds
-    delivered_before = client.zrangebyscore(channel.unacked_index_key, "-inf", ceiling)
-    tags = (tag.decode() if isinstance(tag, bytes) else tag for tag in delivered_before)
-    orphans = [tag for tag in tags if tag not in held]
+    unacked = map(_text, client.zrange(channel.unacked_index_key, 0, -1))
+    unheld = [tag for tag in unacked if tag not in held]
+    seen = {_text(tag): float(at) for tag, at in client.hgetall(ORPHAN_CANDIDATES).items()}
+    # Held again, acknowledged or restored since: the absence was not continuous.
+    forgotten = set(seen) - set(unheld)
+    if forgotten:
+        client.hdel(ORPHAN_CANDIDATES, *forgotten)
+    new = {tag: now for tag in unheld if tag not in seen}
+    if new:
+        client.hset(ORPHAN_CANDIDATES, mapping=new)
+    # The delivery time is the delivering host's clock; the confirmation, Redis's own.
+    delivered_before = now - grace_seconds
+    old = {
+        _text(tag)
+        for tag in client.zrangebyscore(channel.unacked_index_key, "-inf", delivered_before)
+    }
+    orphans = [
+        tag for tag in unheld if tag in old and tag in seen and now - seen[tag] >= confirm_seconds
+    ]
     for tag in orphans:
         channel.qos.restore_by_tag(tag)
+    if orphans:
+        client.hdel(ORPHAN_CANDIDATES, *orphans)
     return orphans

@@ -94,11 +94,15 @@ class Settings(BaseSettings):
     # Each worker writes its liveness (and the delivery tags of the messages it holds) to Redis
     # every WORKER_HEARTBEAT_SECONDS, valid for WORKER_HEARTBEAT_TTL_SECONDS. A message delivered
     # more than ORPHAN_MESSAGE_GRACE_SECONDS ago that no live worker holds belonged to a worker
-    # that died: it is put back on its queue (looked for every ORPHAN_SWEEP_SECONDS).
+    # that died: it is put back on its queue once two sweeps (every ORPHAN_SWEEP_SECONDS)
+    # TTL + one heartbeat apart found it held by none. From a death to the restore: the dead
+    # worker's record expiring (up to the TTL), the next sweep, then TTL + heartbeat more until
+    # a sweep confirms it (and at least the grace since delivery): about 80 s with these
+    # defaults, under 2 minutes at worst.
     WORKER_HEARTBEAT_SECONDS: float = Field(default=10.0, gt=0)
     WORKER_HEARTBEAT_TTL_SECONDS: float = Field(default=30.0, gt=0)
     ORPHAN_MESSAGE_GRACE_SECONDS: float = Field(default=60.0, gt=0)
-    ORPHAN_SWEEP_SECONDS: float = Field(default=30.0, gt=0)
+    ORPHAN_SWEEP_SECONDS: float = Field(default=20.0, gt=0)
 
     # Models: the registry folder and which model (and version; empty = newest) serves a job type.
     MODEL_DIR: Path = PROJECT_ROOT / "models" / "registry"
@@ -178,9 +182,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "WORKER_HEARTBEAT_TTL_SECONDS must be at least twice WORKER_HEARTBEAT_SECONDS"
             )
-        if self.ORPHAN_MESSAGE_GRACE_SECONDS < self.WORKER_HEARTBEAT_TTL_SECONDS:
+        # A record expiring just as a new message arrives leaves one beat to list it.
+        settle = self.WORKER_HEARTBEAT_TTL_SECONDS + self.WORKER_HEARTBEAT_SECONDS
+        if settle > self.ORPHAN_MESSAGE_GRACE_SECONDS:
             raise ValueError(
-                "ORPHAN_MESSAGE_GRACE_SECONDS must be at least WORKER_HEARTBEAT_TTL_SECONDS"
+                "ORPHAN_MESSAGE_GRACE_SECONDS must be at least WORKER_HEARTBEAT_TTL_SECONDS "
+                "+ WORKER_HEARTBEAT_SECONDS"
             )
         weak_secret = (
             self.SECRET_KEY == DEV_SECRET_KEY or len(self.SECRET_KEY) < MIN_PRODUCTION_SECRET_LENGTH

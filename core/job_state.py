@@ -19,35 +19,54 @@ CLAIMABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 WORKER_LOST = "worker_lost"
 
 
-def _guarded_update(job_id: uuid.UUID, allowed: tuple[str, ...], **values: object) -> bool:
-    """Apply the values only while the job's status is one of ``allowed``; True if it changed."""
-    statement = (
-        sa.update(Job)
-        .where(Job.id == job_id, Job.status.in_(allowed))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    changed = db.session.execute(statement).rowcount == 1
+def _guarded(job_id: uuid.UUID, allowed: tuple[str, ...], attempt: int | None = None) -> sa.Update:
+    """An update of the job while its status is one of ``allowed`` and, given ``attempt``,
+    while that is still its newest claim (a run claimed again elsewhere is fenced off)."""
+    statement = sa.update(Job).where(Job.id == job_id, Job.status.in_(allowed))
+    if attempt is not None:
+        statement = statement.where(Job.attempts == attempt)
+    return statement.execution_options(synchronize_session=False)
+
+
+def _guarded_update(
+    job_id: uuid.UUID, allowed: tuple[str, ...], attempt: int | None = None, **values: object
+) -> bool:
+    """Apply the values only while the job's status is one of ``allowed`` (and ``attempt`` is
+    its newest claim, if given); True if it changed."""
+    changed = db.session.execute(_guarded(job_id, allowed, attempt).values(**values)).rowcount
     db.session.commit()
-    return changed
+    return changed == 1
+
+
+def _count_attempt(job_id: uuid.UUID, allowed: tuple[str, ...], **values: object) -> Job | None:
+    """Count one more attempt on the job (guarded as ``_guarded_update``); the job, unless it
+    was not changed or another claim overtook this one before it was read back."""
+    statement = _guarded(job_id, allowed).values(attempts=Job.attempts + 1, **values)
+    attempt = db.session.execute(statement.returning(Job.attempts)).scalar_one_or_none()
+    db.session.commit()
+    if attempt is None:
+        return None
+    db.session.expire_all()
+    job = db.session.get(Job, job_id)
+    # The run fences itself with job.attempts: it must be the value this claim wrote.
+    return job if job is not None and job.attempts == attempt else None
 
 
 def claim(job_id: uuid.UUID, worker: str) -> Job | None:
-    """Mark the job running on this worker and count the attempt; None if it is final or gone."""
-    claimed = _guarded_update(
+    """Mark the job running on this worker and count the attempt; None if it is final or gone.
+
+    The job's ``attempts`` then identifies this claim: a message delivered twice (restored
+    while its worker still ran it) is claimed twice, and only the newest claim may go on.
+    """
+    return _count_attempt(
         job_id,
         CLAIMABLE,
         status=JobStatus.RUNNING.value,
-        attempts=Job.attempts + 1,
         worker=worker,
         started_at=utcnow(),
         heartbeat_at=utcnow(),
         progress=0,
     )
-    if not claimed:
-        return None
-    db.session.expire_all()
-    return db.session.get(Job, job_id)
 
 
 def give_up_if_exhausted(job_id: uuid.UUID, max_attempts: int) -> Job | None:
@@ -84,33 +103,36 @@ def resume(job_id: uuid.UUID, count_attempt: bool = False) -> Job | None:
     """A running job whose next stage starts now; None if it was cancelled or is gone.
 
     ``count_attempt``: the stage's message is a redelivery (its process died), which counts as
-    an attempt towards MAX_ATTEMPTS.
+    an attempt towards MAX_ATTEMPTS. The stage runs as the job's current attempt (its
+    ``attempts``), which a newer claim would fence off like a first stage's.
     """
     if count_attempt:
-        _guarded_update(
-            job_id, (JobStatus.RUNNING.value,), attempts=Job.attempts + 1, heartbeat_at=utcnow()
-        )
-    db.session.expire_all()
-    job = db.session.get(Job, job_id)
+        job = _count_attempt(job_id, (JobStatus.RUNNING.value,), heartbeat_at=utcnow())
+    else:
+        db.session.expire_all()
+        job = db.session.get(Job, job_id)
     return job if job is not None and job.status == JobStatus.RUNNING.value else None
 
 
-def report_progress(job_id: uuid.UUID, percent: int) -> bool:
+def report_progress(job_id: uuid.UUID, percent: int, attempt: int | None = None) -> bool:
     """Record progress (0-99) of a running job; False (nothing changed) once it is no longer
-    running, e.g. cancelled."""
+    running, e.g. cancelled, or (given ``attempt``) once a newer claim took it over."""
     return _guarded_update(
         job_id,
         (JobStatus.RUNNING.value,),
+        attempt,
         progress=max(0, min(99, int(percent))),
         heartbeat_at=utcnow(),
     )
 
 
-def fail(job_id: uuid.UUID, code: str, message: str) -> bool:
-    """Finish a running job as failed, with the reason; False if it was cancelled meanwhile."""
+def fail(job_id: uuid.UUID, code: str, message: str, attempt: int | None = None) -> bool:
+    """Finish a running job as failed, with the reason; False if it was cancelled meanwhile
+    or (given ``attempt``) claimed again by a newer run."""
     return _guarded_update(
         job_id,
         CLAIMABLE,
+        attempt,
         status=JobStatus.FAILED.value,
         error_code=code,
         error_message=message,
@@ -143,22 +165,28 @@ def _store_output(job: Job, output: PipelineOutput, storage: MediaStorage) -> No
         job.model_sha256 = output.model.sha256
 
 
-def _running_job_for_update(job_id: uuid.UUID) -> Job | None:
+def _running_job_for_update(job_id: uuid.UUID, attempt: int | None) -> Job | None:
     job = db.session.get(Job, job_id, with_for_update=True, populate_existing=True)
-    if job is None or job.status != JobStatus.RUNNING.value:
+    stale = attempt is not None and job is not None and job.attempts != attempt
+    if job is None or job.status != JobStatus.RUNNING.value or stale:
         db.session.rollback()
         return None
     return job
 
 
 def checkpoint(
-    job_id: uuid.UUID, output: PipelineOutput, storage: MediaStorage, progress: int
+    job_id: uuid.UUID,
+    output: PipelineOutput,
+    storage: MediaStorage,
+    progress: int,
+    attempt: int | None = None,
 ) -> bool:
     """Store a finished stage's output; the job stays running for its next stage.
 
-    False, with nothing recorded, if the job stopped running meanwhile (cancelled).
+    False, with nothing recorded, if the job stopped running meanwhile (cancelled) or (given
+    ``attempt``) a newer claim took it over.
     """
-    job = _running_job_for_update(job_id)
+    job = _running_job_for_update(job_id, attempt)
     if job is None:
         return False
     _store_output(job, output, storage)
@@ -168,12 +196,15 @@ def checkpoint(
     return True
 
 
-def succeed(job_id: uuid.UUID, output: PipelineOutput, storage: MediaStorage) -> bool:
+def succeed(
+    job_id: uuid.UUID, output: PipelineOutput, storage: MediaStorage, attempt: int | None = None
+) -> bool:
     """Store artifacts (replacing an earlier attempt's) and the result in one transaction.
 
-    False, with nothing recorded, if the job stopped running meanwhile (cancelled).
+    False, with nothing recorded, if the job stopped running meanwhile (cancelled) or (given
+    ``attempt``) a newer claim took it over: of two runs of one job only the newest stores.
     """
-    job = _running_job_for_update(job_id)
+    job = _running_job_for_update(job_id, attempt)
     if job is None:
         return False
     _store_output(job, output, storage)

@@ -112,14 +112,17 @@ def _hand_on(task: Task, job_id: uuid.UUID, task_name: str) -> bool:
 
 def _run_claimed(task: Task, job: Job, pipeline: Pipeline, stage: Stage) -> str:
     job_id = job.id
+    # This run's claim: a newer one (the message delivered again while this run still held it)
+    # fences this run off, so that of two runs at once only the newest reports or stores.
+    attempt = job.attempts
     storage = MediaStorage(current_settings().MEDIA_ROOT)
     inputs = [storage.resolve(item.storage_path) for item in job.inputs]
     params = dict(job.params or {})
 
     def progress(percent: int) -> None:
         # The progress update doubles as the cancel check: it changes nothing once the job is
-        # no longer running, and the pipeline stops here rather than at its end.
-        if not job_state.report_progress(job_id, percent):
+        # no longer running (or claimed again), and the pipeline stops here, not at its end.
+        if not job_state.report_progress(job_id, percent, attempt):
             raise JobCancelled(str(job_id))
 
     try:
@@ -128,24 +131,27 @@ def _run_claimed(task: Task, job: Job, pipeline: Pipeline, stage: Stage) -> str:
             raise PipelineError("input_missing", f"Input file(s) missing: {', '.join(missing)}.")
         output = pipeline(inputs, params, progress)
     except JobCancelled:
-        log.info("job %s was cancelled while it ran; stopped", job_id)
+        log.info("job %s was cancelled or claimed again while it ran; stopped", job_id)
         return "cancelled"
     except PipelineError as exc:
-        job_state.fail(job_id, exc.code, exc.message)
+        job_state.fail(job_id, exc.code, exc.message, attempt)
         return "failed"
     except SoftTimeLimitExceeded:
         limit = current_settings().TASK_SOFT_TIME_LIMIT
-        job_state.fail(job_id, "time_limit", f"The job ran longer than its {limit} s limit.")
+        job_state.fail(
+            job_id, "time_limit", f"The job ran longer than its {limit} s limit.", attempt
+        )
         return "failed"
     except OperationalError:
         raise
     except Exception as exc:
         # A bug or an input the pipeline did not foresee: the job says so, the worker lives on.
         log.exception("job %s failed unexpectedly", job_id)
-        job_state.fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}")
+        job_state.fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}", attempt)
         return "failed"
     if stage.next_task is None:
-        return "succeeded" if job_state.succeed(job_id, output, storage) else "cancelled"
-    if not job_state.checkpoint(job_id, output, storage, stage.progress_after):
+        succeeded = job_state.succeed(job_id, output, storage, attempt)
+        return "succeeded" if succeeded else "cancelled"
+    if not job_state.checkpoint(job_id, output, storage, stage.progress_after, attempt):
         return "cancelled"
     return "continued" if _hand_on(task, job_id, stage.next_task) else "failed"

@@ -11,6 +11,13 @@ Every ORPHAN_SWEEP_SECONDS one worker (a Redis lock picks it) puts back on their
 messages delivered more than ORPHAN_MESSAGE_GRACE_SECONDS ago that no live worker holds: a worker
 killed outright never gives its messages back, and kombu would wait for the visibility timeout
 (an hour). Living in the workers, this needs neither beat nor a free slot on a queue.
+
+An expired record is not proof of death (a Redis outage or a partition expires them all), so a
+message is restored only once two sweeps, WORKER_HEARTBEAT_TTL_SECONDS + WORKER_HEARTBEAT_SECONDS
+apart, found no record holding it; and a worker whose own beat failed sweeps again only that long
+after its beat succeeds again, when the other workers have written their records anew. The
+database fences what still slips through (tasks/runner.py): only the newest claim of a job may
+report progress or store its result.
 """
 
 from __future__ import annotations
@@ -37,8 +44,9 @@ log = logging.getLogger(__name__)
 ORPHAN_SWEEP_LOCK = "scanqueue:orphan-sweep"
 
 
-def held_delivery_tags(consumer: Any) -> list[str]:
-    """Delivery tags of the messages this worker's task consumer holds unacknowledged."""
+def held_delivery_tags(consumer: Any) -> list[str] | None:
+    """Delivery tags of the messages this worker's task consumer holds unacknowledged; None if
+    they could not be read this time."""
     task_consumer = getattr(consumer, "task_consumer", None)
     qos = getattr(getattr(task_consumer, "channel", None), "qos", None)
     delivered = getattr(qos, "_delivered", None)
@@ -50,7 +58,8 @@ def held_delivery_tags(consumer: Any) -> list[str]:
             return [str(tag) for tag in list(delivered)]
         except RuntimeError:
             continue
-    return []
+    # Not []: a record listing nothing would disown messages this worker still runs.
+    return None
 
 
 def pool_state(consumer: Any) -> dict[str, int | None]:
@@ -80,6 +89,9 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_sweep = 0.0
+        # When this worker may sweep (monotonic): TTL + one beat after its record was first
+        # written, or written again after a failure. None while its beats fail.
+        self._sweep_from: float | None = None
         self._client = redis.Redis.from_url(
             settings.REDIS_URL, socket_connect_timeout=3, socket_timeout=5
         )
@@ -93,8 +105,11 @@ class Heartbeat:
             self._thread = threading.Thread(target=self._run, name="liveness", daemon=True)
             self._thread.start()
 
-    def record(self) -> dict[str, Any]:
-        """This worker's liveness record."""
+    def record(self) -> dict[str, Any] | None:
+        """This worker's liveness record; None if the messages it holds could not be read."""
+        held = held_delivery_tags(self.consumer)
+        if held is None:
+            return None
         return {
             "node": self.node,
             "host": socket.gethostname(),
@@ -102,23 +117,37 @@ class Heartbeat:
             "queues": self.queues,
             "at": time.time(),
             "loop_at": self.loop_at,
-            "held": held_delivery_tags(self.consumer),
+            "held": held,
             "pool": pool_state(self.consumer),
         }
 
     def beat(self) -> None:
         """Write the record, and sweep orphaned messages when it is this worker's turn."""
-        ttl_ms = int(self.settings.WORKER_HEARTBEAT_TTL_SECONDS * 1000)
-        self._client.set(liveness_key(self.node), json.dumps(self.record()), px=ttl_ms)
-        now = time.monotonic()
-        if now < self._next_sweep:
+        settings = self.settings
+        record = self.record()
+        if record is None:
+            log.warning("held messages unreadable; liveness record left as it was this time")
             return
-        self._next_sweep = now + self.settings.ORPHAN_SWEEP_SECONDS
-        lock_ms = int(self.settings.ORPHAN_SWEEP_SECONDS * 1000 * 0.9)
+        ttl_ms = int(settings.WORKER_HEARTBEAT_TTL_SECONDS * 1000)
+        # Other workers' records before an outage may have expired, and they rewrite them
+        # within a beat of its end: wait for that before judging any of them dead.
+        settle = settings.WORKER_HEARTBEAT_TTL_SECONDS + settings.WORKER_HEARTBEAT_SECONDS
+        try:
+            self._client.set(liveness_key(self.node), json.dumps(record), px=ttl_ms)
+        except Exception:
+            self._sweep_from = None
+            raise
+        now = time.monotonic()
+        if self._sweep_from is None:
+            self._sweep_from = now + settle
+        if now < self._sweep_from or now < self._next_sweep:
+            return
+        self._next_sweep = now + settings.ORPHAN_SWEEP_SECONDS
+        lock_ms = int(settings.ORPHAN_SWEEP_SECONDS * 1000 * 0.9)
         if self._client.set(ORPHAN_SWEEP_LOCK, self.node, nx=True, px=lock_ms):
             with Connection(self.broker_url, transport_options=self.transport_options) as conn:
                 restored = restore_orphaned_messages(
-                    conn, self.settings.ORPHAN_MESSAGE_GRACE_SECONDS
+                    conn, settings.ORPHAN_MESSAGE_GRACE_SECONDS, confirm_seconds=settle
                 )
             if restored:
                 log.warning("returned messages held by dead workers: %s", restored)

@@ -77,4 +77,11 @@ def test_worker_liveness_settings_must_leave_room_for_a_missed_beat() -> None:
         load_settings(WORKER_HEARTBEAT_SECONDS=10, WORKER_HEARTBEAT_TTL_SECONDS=15)
     with pytest.raises(ConfigurationError, match="ORPHAN_MESSAGE_GRACE_SECONDS"):
         load_settings(WORKER_HEARTBEAT_TTL_SECONDS=30, ORPHAN_MESSAGE_GRACE_SECONDS=20)
+    # Equal to the TTL leaves no beat for a record that expired to be written again.
+    with pytest.raises(ConfigurationError, match="ORPHAN_MESSAGE_GRACE_SECONDS"):
+        load_settings(
+            WORKER_HEARTBEAT_SECONDS=10,
+            WORKER_HEARTBEAT_TTL_SECONDS=30,
+            ORPHAN_MESSAGE_GRACE_SECONDS=30,
+        )
     assert load_settings().WORKER_PROC_ALIVE_TIMEOUT > 4  # Celery's default kills model loads

@@ -80,3 +80,28 @@ def test_a_cancelled_parent_is_never_handed_on(client: FlaskClient) -> None:
     set_status(children, JobStatus.SUCCEEDED)
     assert job_state.advance_parent(parent) is False
     assert parent_row(parent).status == "cancelled"
+
+
+def test_only_the_newest_claim_of_a_job_reports_and_stores(client: FlaskClient) -> None:
+    from pipelines.base import PipelineOutput
+    from webapp.settings_access import current_settings
+    from webapp.storage import MediaStorage
+
+    storage = MediaStorage(current_settings().MEDIA_ROOT)
+    job_id = uuid.UUID(submit_job(client, bearer(client, make_user().email)).get_json()["id"])
+    first = job_state.claim(job_id, "a@host").attempts
+    # The same message delivered again while worker a still runs it: b claims the job too.
+    second = job_state.claim(job_id, "b@host").attempts
+    assert (first, second) == (1, 2)
+
+    assert not job_state.report_progress(job_id, 50, first)  # a stops here
+    assert not job_state.succeed(job_id, PipelineOutput({"run": "a"}), storage, first)
+    assert not job_state.checkpoint(job_id, PipelineOutput({"run": "a"}), storage, 60, first)
+    assert not job_state.fail(job_id, "internal_error", "a", first)
+    job = parent_row(job_id)
+    assert (job.status, job.progress, job.result) == ("running", 0, None)
+
+    assert job_state.report_progress(job_id, 50, second)
+    assert job_state.succeed(job_id, PipelineOutput({"run": "b"}), storage, second)
+    job = parent_row(job_id)
+    assert (job.status, job.result, job.worker) == ("succeeded", {"run": "b"}, "b@host")

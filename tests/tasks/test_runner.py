@@ -304,3 +304,24 @@ def test_a_later_stage_redelivered_after_max_attempts_fails_with_worker_lost(
     job = fetch(job_id)
     assert (job.status, job.error_code) == ("failed", "worker_lost")
     assert len(ran) == current_settings().MAX_ATTEMPTS
+
+
+@pytest.mark.parametrize("reports_progress", [True, False])
+def test_a_run_whose_job_was_claimed_again_stops_and_stores_nothing(
+    app: Flask, client: FlaskClient, reports_progress: bool
+) -> None:
+    from pipelines.base import ArtifactData
+
+    job_id = new_job(client)
+
+    def superseded(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
+        # Its message was restored while it ran: another worker claims the job meanwhile.
+        assert job_state.claim(job_id, "other@host").attempts == 2
+        if reports_progress:
+            progress(50)
+        return PipelineOutput({"run": 1}, [ArtifactData("mask.png", "image/png", b"\x89PNG")])
+
+    assert run_job(perimeter_task(app), str(job_id), superseded) == "cancelled"
+    job = fetch(job_id)
+    assert (job.status, job.attempts, job.progress, job.result) == ("running", 2, 0, None)
+    assert artifact_rows(job_id) == []
