@@ -83,9 +83,9 @@ def test_a_cancelled_parent_is_never_handed_on(client: FlaskClient) -> None:
 
 
 def test_only_the_newest_claim_of_a_job_reports_and_stores(client: FlaskClient) -> None:
+    from core.settings_access import current_settings
+    from core.storage import MediaStorage
     from pipelines.base import PipelineOutput
-    from webapp.settings_access import current_settings
-    from webapp.storage import MediaStorage
 
     storage = MediaStorage(current_settings().MEDIA_ROOT)
     job_id = uuid.UUID(submit_job(client, bearer(client, make_user().email)).get_json()["id"])

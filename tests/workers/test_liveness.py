@@ -12,9 +12,9 @@ import redis
 from kombu import Connection, Exchange, Queue
 from kombu.simple import SimpleQueue
 
+from core.broker_messages import liveness_key
+from core.config import Settings, load_settings
 from tests.conftest import free_port
-from webapp.broker_messages import liveness_key
-from webapp.config import Settings, load_settings
 from workers.liveness import ORPHAN_SWEEP_LOCK, Heartbeat
 
 # The defaults (10/30/60/20 s) divided by 20, within the validator's rules.
