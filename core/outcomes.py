@@ -6,17 +6,15 @@ from __future__ import annotations
 from enum import StrEnum
 
 import sqlalchemy as sa
-from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.exc import IntegrityError
 
 from core.database import db
 from core.links import LinkError
 from core.records import FollowUp, Job, JobStatus, Outcome, Subject, utcnow
 from core.settings_access import current_settings
+from core.signing import Purpose, sign, unsign
 
 PREDICTION_JOB_TYPE = "classification"
-_SALT = "scanqueue.followup-outcome"
 
 
 class OutcomeSource(StrEnum):
@@ -40,25 +38,20 @@ def latest_prediction(subject_id: int) -> Job | None:
     )
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
-
-
 def outcome_token(followup: FollowUp, outcome: Outcome) -> str:
     """A signed token that records this answer for this follow-up."""
-    return _serializer().dumps({"f": followup.id, "o": outcome.value})
+    return sign(Purpose.FOLLOWUP_OUTCOME, {"f": followup.id, "o": outcome.value})
 
 
 def read_outcome_token(token: str) -> tuple[FollowUp, Outcome]:
     """The follow-up and answer a valid token names; LinkError if tampered or expired."""
-    max_age = current_settings().FOLLOWUP_LINK_TTL_DAYS * 86400
+    payload = unsign(
+        Purpose.FOLLOWUP_OUTCOME, token, current_settings().FOLLOWUP_LINK_TTL_DAYS * 86400
+    )
     try:
-        payload = _serializer().loads(token, max_age=max_age)
         outcome = Outcome(payload["o"])
         followup = db.session.get(FollowUp, int(payload["f"]))
-    except SignatureExpired:
-        raise LinkError(expired=True) from None
-    except (BadSignature, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         raise LinkError(expired=False) from None
     if followup is None:
         raise LinkError(expired=False)

@@ -7,15 +7,13 @@ Usage::
     python scripts/services.py [--redis] [--postgres]     # print `export NAME=URL` lines
     python scripts/services.py stop [--purge]
 
-For each requested service the configured URL is tried first (``REDIS_URL``, default
-redis://127.0.0.1:6379/0; ``TEST_DATABASE_URL``, default
-postgresql://postgres@127.0.0.1:5432/postgres). When it does not answer, a private server is
-started on 127.0.0.1 with its files under ``instance/services/`` and the variable is pointed at
-it. The binaries are installed with apt-get when they are missing and we are root on Debian.
-A later call reuses a private server that is still running; ``stop`` ends them (``--purge``
-also deletes their data).
-
-Standard library only: this runs with the system Python before the virtualenv exists.
+``REDIS_URL`` (default redis://127.0.0.1:6379/0) and ``TEST_DATABASE_URL`` (default
+postgresql://postgres@127.0.0.1:5432/postgres) are used when they answer; otherwise a private
+server is started (or reused) on 127.0.0.1 with its files under ``instance/services/`` (as root,
+Postgres's are in the temp dir, which the postgres user can reach), installed with apt-get when
+missing and we are root on Debian. ``stop`` ends them; ``--purge`` also deletes their data.
+Probes use the venv's redis and psycopg2; ``stop`` needs only the standard library (CI runs it
+with the system python3).
 """
 
 from __future__ import annotations
@@ -31,33 +29,22 @@ import shlex
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES_DIR = REPO_ROOT / "instance" / "services"
 REDIS_DIR = SERVICES_DIR / "redis"
-POSTGRES_DIR = SERVICES_DIR / "postgres"
-LOCK_FILE = SERVICES_DIR / ".lock"
-
+REDIS_PID, REDIS_LOG = REDIS_DIR / "redis.pid", REDIS_DIR / "redis.log"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_PORT = 6379
-DEFAULT_POSTGRES_PORT = 5432
-POSTGRES_SYSTEM_USER = "postgres"
-
-PROBE_TIMEOUT_S = 2.0
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-# sun_path is 108 bytes on Linux; Postgres appends "/.s.PGSQL.NNNNN" to the socket directory.
-MAX_UNIX_SOCKET_PATH = 107
+PROBE_TIMEOUT_S, START_TIMEOUT_S, STOP_TIMEOUT_S = 2.0, 60.0, 15.0
 
 
 class ServiceError(RuntimeError):
@@ -71,538 +58,282 @@ def say(message: str) -> None:
 
 def redact(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` for printing."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
-
-
-# --------------------------------------------------------------------------------------------
-# Small process, port and file helpers
-# --------------------------------------------------------------------------------------------
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a server could listen on ``host:port`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Servers set SO_REUSEADDR too, so a port in TIME_WAIT counts as free, as it is for them.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def pick_port(preferred: Iterable[int | None]) -> int:
-    """Return the first free port of ``preferred``, else one the kernel picks."""
-    for port in preferred:
-        if port and port_is_free(port):
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def local_port(url: str, default: int) -> int | None:
-    """The port of ``url`` when it points at this machine (so a private server may take it)."""
-    try:
-        parts = urlsplit(url)
-        if (parts.hostname or "127.0.0.1") in LOOPBACK_HOSTS:
-            return parts.port or default
-    except ValueError:
-        pass
-    return None
-
-
-def pid_alive(pid: int | None, expect_in_cmdline: str | None = None) -> bool:
-    """Whether process ``pid`` exists (and, where /proc tells, runs ``expect_in_cmdline``).
-
-    The command-line check guards against a stale pid file whose number now belongs to an
-    unrelated process, which we must neither reuse nor signal.
-    """
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    if expect_in_cmdline:
-        cmdline = Path(f"/proc/{pid}/cmdline")
-        with contextlib.suppress(OSError):
-            return expect_in_cmdline in cmdline.read_bytes().decode(errors="replace")
-    return True
-
-
-def read_pid(path: Path) -> int | None:
-    """The pid on the first line of ``path``, or None when absent or unreadable."""
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def read_state(directory: Path) -> dict[str, int]:
-    """Read ``state.json`` of a private service (the port it was last given)."""
-    try:
-        data = json.loads((directory / "state.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def write_state(directory: Path, state: dict[str, int]) -> None:
-    """Record a private service's port, so that restarts keep the same URL."""
-    (directory / "state.json").write_text(json.dumps(state) + "\n")
+    password = urlsplit(url).password
+    return url if password is None else url.replace(f":{password}@", ":***@", 1)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
     """Call ``check`` until it returns true or ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
+    while not check():
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+    return True
+
+
+def probe_redis(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
+    """PING the Redis at ``url``; return (answered, reason when it did not)."""
+    import redis  # the venv's; `stop` must work without it
+
+    try:
+        # retry=None: a probe asks once; redis-py's default retries would multiply the wait.
+        kwargs = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": None}
+        with redis.Redis.from_url(url, **kwargs) as client:
+            client.ping()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return False, str(exc) or type(exc).__name__
+    return True, ""
+
+
+def redis_ping(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether the Redis at ``url`` answers PING."""
+    return probe_redis(url, timeout)[0]
+
+
+def probe_postgres(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
+    """Whether ``url`` accepts a login and a query; (ok, reason when not)."""
+    import psycopg2  # the venv's; `stop` must work without it
+
+    dsn = url.replace("+psycopg2://", "://", 1)  # libpq rejects SQLAlchemy's driver suffix
+    try:
+        with contextlib.closing(psycopg2.connect(dsn, connect_timeout=max(1, int(timeout)))) as db:
+            db.cursor().execute("select 1")
+    except psycopg2.Error as exc:
+        return False, (str(exc).strip().splitlines() or ["connection failed"])[0]
+    return True, ""
+
+
+def running_pid(pid_file: Path, name: str) -> int | None:
+    """The pid in ``pid_file`` if that process runs ``name`` (not a stale file's reused pid)."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        return pid if name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def saved_port(directory: Path) -> int | None:
+    """The port a private server was last given (``state.json``), so restarts keep the URL."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        return int(json.loads((directory / "state.json").read_text()).get("port"))
+    return None
+
+
+def pick_port(directory: Path, configured: str, default: int) -> int:
+    """A free port: the server's last one, else the configured one, else any."""
+    with contextlib.suppress(ValueError):
+        default = urlsplit(configured).port or default
+    for port in (saved_port(directory) or default, default, 0):
+        with socket.socket() as sock:
+            # Servers set SO_REUSEADDR too, so a port in TIME_WAIT is free, as it is for them.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with contextlib.suppress(OSError):
+                sock.bind(("127.0.0.1", port))
+                return int(sock.getsockname()[1])
+    raise ServiceError("no free port on 127.0.0.1")
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
     """The last ``lines`` lines of a server log, for error messages."""
     try:
-        text = path.read_text(errors="replace").splitlines()
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) or "(empty log)"
     except OSError:
         return "(no log)"
-    return "\n".join(text[-lines:]) or "(empty log)"
+
+
+def run_checked(cmd: list[str], what: str, log: Path, cwd: Path | None = None) -> None:
+    """Run a server command, raising ServiceError with its output and the log when it fails."""
+    result = subprocess.run(
+        cmd, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=START_TIMEOUT_S * 2,
+    )  # fmt: skip
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip()
+        raise ServiceError(
+            f"{what} failed (exit {result.returncode}):\n{output}\n--- {log} ---\n{log_tail(log)}"
+        )
+
+
+def installed(find: Callable[[], str | Path | None], package: str) -> Path:
+    """What ``find`` finds, after installing Debian ``package`` with apt-get if needed."""
+    if (found := find()) is not None:
+        return Path(found)
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise ServiceError(
+            f"{package} is not installed and cannot be installed automatically (that needs "
+            f"root and apt-get). Install it, e.g. `sudo apt-get install -y {package}`, "
+            "or point the URL variable at a running server."
+        )
+    say(f"{package} not found; installing it with apt-get (one time)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["update"], ["install", "-y", "--no-install-recommends", package]):
+        # apt's chatter goes to stderr: stdout belongs to the command we exec afterwards.
+        apt = subprocess.run(
+            ["apt-get", *cmd], env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr
+        )
+        if apt.returncode != 0:
+            raise ServiceError(f"`apt-get {' '.join(cmd)}` failed with exit code {apt.returncode}")
+    if (found := find()) is None:
+        raise ServiceError(f"{package} is still missing after apt-get install")
+    return Path(found)
 
 
 @contextlib.contextmanager
 def services_lock() -> Iterator[None]:
     """Serialise concurrent callers (two `make test` at once) so they start one server, not two."""
     SERVICES_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "w") as handle:
+    with open(SERVICES_DIR / ".lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
 
 
-def apt_install(packages: Sequence[str], what: str) -> None:
-    """Install Debian ``packages`` non-interactively, or explain why we cannot."""
-    names = " ".join(packages)
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise ServiceError(
-            f"{what} is not installed and cannot be installed automatically "
-            f"(that needs root and apt-get). Install it, e.g. `sudo apt-get install -y {names}`, "
-            "or point the URL variable at a running server."
-        )
-    say(f"{what} not found; installing {names} with apt-get (one time)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (
-        ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", *packages],
-    ):
-        # apt's chatter goes to stderr: stdout belongs to the command we exec afterwards.
-        result = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr)
-        if result.returncode != 0:
-            raise ServiceError(f"`{' '.join(cmd)}` failed with exit code {result.returncode}")
+@dataclass(frozen=True)
+class Private:
+    """A private server: where its files are, how to start and stop it, what its URL is."""
+
+    name: str  # also a word of its process's command line
+    directory: Path
+    pid_file: Path
+    log: Path
+    default_port: int
+    start: Callable[[int], None]
+    url: Callable[[int], str]
+    stop_signal: signal.Signals
 
 
-# --------------------------------------------------------------------------------------------
-# Redis
-# --------------------------------------------------------------------------------------------
+def start_redis(port: int) -> None:
+    """Start a private, daemonized redis-server on ``port``."""
+    path = f"{os.environ.get('PATH', '')}:/usr/bin:/usr/sbin"  # Debian's, even if not on PATH
+    binary = installed(lambda: shutil.which("redis-server", path=path), "redis-server")
+    REDIS_DIR.mkdir(parents=True, exist_ok=True)
+    run_checked(
+        [str(binary), "--bind", "127.0.0.1", "--port", str(port), "--daemonize", "yes",
+         "--pidfile", str(REDIS_PID), "--logfile", str(REDIS_LOG), "--dir", str(REDIS_DIR),
+         # A dev/test broker: nothing worth keeping across restarts, so no disk writes at all.
+         "--save", "", "--appendonly", "no"],
+        "redis-server", REDIS_LOG,
+    )  # fmt: skip
 
 
-def _resp_command(*args: str) -> bytes:
-    """Encode a Redis command as a RESP array of bulk strings."""
-    out = [f"*{len(args)}\r\n".encode()]
-    for arg in args:
-        data = arg.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+def private_redis(configured: str) -> Private:
+    """The private Redis; its URL keeps the configured database number."""
+    db = urlsplit(configured).path.strip("/") or "0"
+    return Private(
+        "redis", REDIS_DIR, REDIS_PID, REDIS_LOG, 6379, start_redis,
+        lambda port: f"redis://127.0.0.1:{port}/{db}", signal.SIGTERM,
+    )  # fmt: skip
 
 
-def _read_line(sock: socket.socket, limit: int = 65536) -> bytes:
-    """Read one CRLF-terminated RESP reply line."""
-    buf = b""
-    while not buf.endswith(b"\r\n"):
-        chunk = sock.recv(1)
-        if not chunk or len(buf) > limit:
-            raise ConnectionError("connection closed before a full reply")
-        buf += chunk
-    return buf
-
-
-def probe_redis(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
-    """PING the Redis at ``url``; return (answered PONG, reason when it did not)."""
-    try:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            return False, f"unsupported scheme {parts.scheme!r} (want redis:// or rediss://)"
-        host, port = parts.hostname or "127.0.0.1", parts.port or DEFAULT_REDIS_PORT
-        raw = socket.create_connection((host, port), timeout=timeout)
-        sock: socket.socket = raw
-        try:
-            if parts.scheme == "rediss":
-                sock = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
-            if parts.password is not None:
-                creds = [unquote(parts.password)]
-                if parts.username:
-                    creds.insert(0, unquote(parts.username))
-                sock.sendall(_resp_command("AUTH", *creds))
-                reply = _read_line(sock)
-                if not reply.startswith(b"+OK"):
-                    return False, f"AUTH refused: {reply.decode(errors='replace').strip()}"
-            sock.sendall(_resp_command("PING"))
-            reply = _read_line(sock)
-        finally:
-            sock.close()
-            raw.close()
-    except (OSError, ValueError) as exc:
-        return False, str(exc) or type(exc).__name__
-    if reply.startswith(b"+PONG"):
-        return True, ""
-    return False, f"PING answered {reply.decode(errors='replace').strip()!r}"
-
-
-def redis_ping(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """Whether the Redis at ``url`` answers PING with PONG."""
-    return probe_redis(url, timeout)[0]
-
-
-def find_redis_server() -> str | None:
-    """Path of the redis-server binary, if installed (Debian keeps it in /usr/bin)."""
-    return shutil.which("redis-server") or next(
-        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.access(p, os.X_OK)),
-        None,
-    )
-
-
-def _redis_url_for_port(port: int, configured: str) -> str:
-    """A URL for a private server on ``port`` that keeps the configured database number."""
-    try:
-        db = urlsplit(configured).path.strip("/") or "0"
-    except ValueError:
-        db = "0"
-    return f"redis://127.0.0.1:{port}/{db}"
-
-
-def ensure_redis(configured: str) -> str:
-    """Return a Redis URL that answers PING, starting a private server when needed."""
-    ok, why = probe_redis(configured)
-    if ok:
-        say(f"redis: using {redact(configured)}")
-        return configured
-
-    pid_file = REDIS_DIR / "redis.pid"
-    state = read_state(REDIS_DIR)
-    if pid_alive(read_pid(pid_file), "redis") and state.get("port"):
-        url = _redis_url_for_port(state["port"], configured)
-        if wait_for(lambda: redis_ping(url), 3.0):
-            say(f"redis: {redact(configured)} not reachable ({why}); reusing private {url}")
-            return url
-
-    binary = find_redis_server()
-    if binary is None:
-        apt_install(["redis-server"], "redis-server")
-        binary = find_redis_server()
-        if binary is None:
-            raise ServiceError("redis-server is still missing after apt-get install")
-
-    data_dir = REDIS_DIR / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_file = REDIS_DIR / "redis.log"
-    port = pick_port(
-        [state.get("port"), local_port(configured, DEFAULT_REDIS_PORT), DEFAULT_REDIS_PORT]
-    )
-    cmd = [
-        binary,
-        "--bind", "127.0.0.1",
-        "--port", str(port),
-        "--daemonize", "yes",
-        "--pidfile", str(pid_file),
-        "--dir", str(data_dir),
-        "--logfile", str(log_file),
-        # A dev/test broker: nothing worth keeping across restarts, so no disk writes at all.
-        "--save", "",
-        "--appendonly", "no",
-    ]  # fmt: skip
-    result = subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=START_TIMEOUT_S
-    )
-    url = _redis_url_for_port(port, configured)
-    if result.returncode != 0 or not wait_for(lambda: redis_ping(url), START_TIMEOUT_S):
-        raise ServiceError(
-            f"private redis-server on port {port} did not answer PING "
-            f"(exit {result.returncode}).\n{result.stderr.strip()}\n"
-            f"--- {log_file} ---\n{log_tail(log_file)}"
-        )
-    write_state(REDIS_DIR, {"port": port})
-    say(f"redis: {redact(configured)} not reachable ({why}); started private {url}")
-    return url
-
-
-# --------------------------------------------------------------------------------------------
-# Postgres
-# --------------------------------------------------------------------------------------------
-
-
-def libpq_url(url: str) -> str:
-    """Drop a SQLAlchemy driver suffix (``postgresql+psycopg2://``), which libpq rejects."""
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
-
-
-def probe_postgres(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
-    """Whether ``url`` accepts a login and a query; (ok, reason when not).
-
-    Uses psycopg2 (the Makefile runs this script from the venv), else psql; a bare TCP connect
-    would accept any process listening on the port.
-    """
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError as exc:
-        return False, str(exc)
-    if scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
-        return False, f"unsupported scheme {scheme!r} (want postgresql://)"
-    dsn = libpq_url(url)
-    try:
-        import psycopg2  # type: ignore[import-not-found]  # only inside the venv
-    except ImportError:
-        psycopg2 = None
-    if psycopg2 is not None:
-        try:
-            conn = psycopg2.connect(dsn, connect_timeout=max(1, int(timeout)))
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("select 1")
-            finally:
-                conn.close()
-            return True, ""
-        except psycopg2.Error as exc:
-            return False, (str(exc).strip().splitlines() or ["connection failed"])[0]
-    psql = shutil.which("psql")
-    if psql:
-        env = {**os.environ, "PGCONNECT_TIMEOUT": str(max(1, int(timeout)))}
-        try:
-            result = subprocess.run(
-                [psql, "-X", "-w", "-tA", "-c", "select 1", dsn],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout + 10,
-            )
-        except subprocess.TimeoutExpired:
-            return False, "psql timed out"
-        if result.returncode == 0 and result.stdout.strip() == "1":
-            return True, ""
-        return False, (result.stderr.strip().splitlines() or ["psql failed"])[0].strip()
-    return False, "neither psycopg2 nor psql is available to check the login"
+def postgres_dir() -> Path:
+    """The private cluster's directory; as root, one the postgres user can reach (not /root)."""
+    if os.geteuid() != 0:
+        return SERVICES_DIR / "postgres"
+    digest = hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"scanqueue-postgres-{digest}"
 
 
 def find_postgres_bindir() -> Path | None:
-    """Directory holding initdb and pg_ctl (Debian: /usr/lib/postgresql/<major>/bin)."""
-    found = shutil.which("pg_ctl")
-    if found:
-        bindir = Path(found).resolve().parent
-        if (bindir / "initdb").exists():
-            return bindir
-    candidates = [
-        Path(p)
-        for p in Path("/usr/lib/postgresql").glob("*/bin")
-        if (Path(p) / "initdb").exists() and (Path(p) / "pg_ctl").exists()
-    ]
-
-    def major(path: Path) -> float:
-        try:
-            return float(path.parent.name)
-        except ValueError:
-            return 0.0
-
-    return max(candidates, key=major, default=None)
+    """The directory holding initdb and pg_ctl (Debian: /usr/lib/postgresql/<major>/bin)."""
+    on_path = [Path(p).resolve().parent for p in filter(None, [shutil.which("initdb")])]
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    both = [d for d in on_path + debian if (d / "initdb").exists() and (d / "pg_ctl").exists()]
+    return both[0] if both else None
 
 
-def _run_as_postgres() -> list[str]:
-    """Command prefix that drops root to the postgres user (Postgres refuses to run as root)."""
+def as_postgres_user(directory: Path) -> list[str]:
+    """Command prefix that drops root to the postgres user, who is given ``directory``."""
     if os.geteuid() != 0:
         return []
     try:
-        pwd.getpwnam(POSTGRES_SYSTEM_USER)
+        user = pwd.getpwnam("postgres")
     except KeyError:
         # Binaries present without the account (unusual packaging): create a system user.
         subprocess.run(
             ["useradd", "--system", "--user-group", "--no-create-home",
-             "--shell", "/usr/sbin/nologin", POSTGRES_SYSTEM_USER],
+             "--shell", "/usr/sbin/nologin", "postgres"],
             check=True,
         )  # fmt: skip
-    if shutil.which("runuser") is None:
-        raise ServiceError("runuser (util-linux) is needed to run Postgres as a non-root user")
-    return ["runuser", "-u", POSTGRES_SYSTEM_USER, "--"]
+        user = pwd.getpwnam("postgres")
+    os.chown(directory, user.pw_uid, user.pw_gid)
+    return ["runuser", "-u", "postgres", "--"]
 
 
-def _chown_to_postgres(path: Path) -> None:
-    """Give ``path`` to the postgres user when we are root."""
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam(POSTGRES_SYSTEM_USER)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-
-
-def _postgres_can_use(prefix: list[str], directory: Path) -> bool:
-    """Whether the user Postgres runs as can write ``directory`` (every parent traversable)."""
-    if not prefix:
-        return os.access(directory, os.W_OK | os.X_OK)
-    probe = [*prefix, "test", "-w", str(directory), "-a", "-x", str(directory)]
-    return subprocess.run(probe, stdin=subprocess.DEVNULL).returncode == 0
-
-
-def prepare_postgres_dir(prefix: list[str]) -> Path:
-    """Create ``instance/services/postgres`` for the postgres user; return the real directory.
-
-    When the checkout is somewhere that user cannot reach (a clone under /root, mode 700), the
-    folder becomes a symlink to a per-checkout directory under the system temp dir instead, and
-    that directory is returned: the postgres user must never be handed a path through /root.
-    """
-    SERVICES_DIR.mkdir(parents=True, exist_ok=True)
-    if POSTGRES_DIR.is_symlink():
-        target = POSTGRES_DIR.resolve()
-        target.mkdir(mode=0o700, parents=True, exist_ok=True)  # e.g. /tmp was cleaned
-        _chown_to_postgres(target)
-        return target
-    POSTGRES_DIR.mkdir(exist_ok=True)
-    _chown_to_postgres(POSTGRES_DIR)
-    if _postgres_can_use(prefix, POSTGRES_DIR):
-        return POSTGRES_DIR
-    digest = hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:12]
-    target = Path(tempfile.gettempdir()) / f"scanqueue-postgres-{digest}"
-    target.mkdir(mode=0o700, exist_ok=True)
-    _chown_to_postgres(target)
-    with contextlib.suppress(OSError):
-        POSTGRES_DIR.rmdir()  # only if empty; a populated dir is a real problem, reported below
-    if POSTGRES_DIR.exists():
-        raise ServiceError(
-            f"the {POSTGRES_SYSTEM_USER} user cannot write {POSTGRES_DIR}; "
-            "make its parent directories traversable (chmod o+x) or remove it"
-        )
-    POSTGRES_DIR.symlink_to(target, target_is_directory=True)
-    say(f"postgres: {REPO_ROOT} is not reachable by user postgres; data lives in {target}")
-    return target
-
-
-def running_postgres_port(data_dir: Path) -> int | None:
-    """Port of the private postmaster if it runs (line 4 of postmaster.pid), else None."""
-    try:
-        lines = (data_dir / "postmaster.pid").read_text().splitlines()
-        pid, port = int(lines[0]), int(lines[3])
-    except (OSError, ValueError, IndexError):
-        return None
-    return port if pid_alive(pid, "postgres") else None
-
-
-def _postgres_url_for_port(port: int) -> str:
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
-
-
-def ensure_postgres(configured: str) -> str:
-    """Return a Postgres URL that accepts a login, starting a private cluster when needed."""
-    ok, why = probe_postgres(configured)
-    if ok:
-        say(f"postgres: using {redact(configured)}")
-        return configured
-
-    data_dir = POSTGRES_DIR / "data"
-    port = running_postgres_port(data_dir)
-    if port is not None:
-        url = _postgres_url_for_port(port)
-        # A postmaster that is running may still be recovering after a crash: give it a moment.
-        if wait_for(lambda: probe_postgres(url)[0], 10.0, interval=0.5):
-            say(f"postgres: {redact(configured)} not usable ({why}); reusing private {url}")
-            return url
-
-    bindir = find_postgres_bindir()
-    if bindir is None:
-        apt_install(["postgresql"], "Postgres (initdb/pg_ctl)")
-        bindir = find_postgres_bindir()
-        if bindir is None:
-            raise ServiceError("initdb/pg_ctl still missing after apt-get install postgresql")
-
-    prefix = _run_as_postgres()
-    base = prepare_postgres_dir(prefix)
-    data_dir = base / "data"
-    log_file = base / "postgres.log"
-
-    def run(cmd: list[str], what: str) -> None:
-        # cwd=base: the postgres user may not be able to enter our working directory.
-        result = subprocess.run(
-            [*prefix, *cmd], cwd=base, stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, timeout=START_TIMEOUT_S * 2,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise ServiceError(
-                f"{what} failed (exit {result.returncode}):\n"
-                f"{(result.stdout + result.stderr).strip()}\n--- {log_file} ---\n"
-                f"{log_tail(log_file)}"
-            )
-
-    if not (data_dir / "PG_VERSION").exists():
-        say(f"postgres: creating a private cluster in {data_dir}")
-        run(
-            [str(bindir / "initdb"), "-D", str(data_dir), "-A", "trust", "-U", "postgres",
+def start_postgres(port: int) -> None:
+    """Start the private Postgres cluster on ``port``, creating it on first use."""
+    bindir = installed(find_postgres_bindir, "postgresql")
+    directory = postgres_dir()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    prefix = as_postgres_user(directory)  # Postgres refuses to run as root
+    data, log = directory / "data", directory / "postgres.log"
+    if not (data / "PG_VERSION").exists():
+        say(f"postgres: creating a private cluster in {data}")
+        run_checked(
+            [*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
              "-E", "UTF8", "--no-locale"],
-            "initdb",
+            "initdb", log, cwd=directory,
         )  # fmt: skip
-
-    socket_dir = base / "run"
-    socket_dir.mkdir(exist_ok=True)
-    _chown_to_postgres(socket_dir)
-    socket_opt = str(socket_dir.resolve())
-    if len(socket_opt) + len("/.s.PGSQL.65535") > MAX_UNIX_SOCKET_PATH:
-        socket_opt = ""  # path too long for a Unix socket: TCP only, which is all we use
-    state = read_state(base)
-    port = pick_port(
-        [state.get("port"), local_port(configured, DEFAULT_POSTGRES_PORT), DEFAULT_POSTGRES_PORT]
-    )
-    # A throwaway test cluster: durability settings off for speed.
-    server_opts = " ".join(
-        [
-            f"-p {port}",
-            "-c listen_addresses=127.0.0.1",
-            f"-k {shlex.quote(socket_opt)}",  # pg_ctl hands -o to /bin/sh, hence the quoting
-            "-c fsync=off",
-            "-c synchronous_commit=off",
-            "-c full_page_writes=off",
-        ]
-    )
-    run(
-        [str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-w",
-         "-t", str(int(START_TIMEOUT_S)), "-o", server_opts, "start"],
-        "pg_ctl start",
+    # TCP only (-k ''), and a throwaway test cluster: durability settings off for speed.
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -k '' -c fsync=off "
+    options += "-c synchronous_commit=off -c full_page_writes=off"
+    run_checked(
+        [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
+         "-t", str(int(START_TIMEOUT_S)), "-o", options, "start"],
+        "pg_ctl start", log, cwd=directory,  # the postgres user may not enter our cwd
     )  # fmt: skip
-    url = _postgres_url_for_port(port)
-    if not wait_for(lambda: probe_postgres(url)[0], START_TIMEOUT_S, interval=0.5):
+
+
+def private_postgres() -> Private:
+    """The private Postgres cluster."""
+    directory = postgres_dir()
+    return Private(
+        "postgres", directory, directory / "data" / "postmaster.pid",
+        directory / "postgres.log", 5432, start_postgres,
+        lambda port: f"postgresql://postgres@127.0.0.1:{port}/postgres",
+        # SIGINT is Postgres's "fast" shutdown (what pg_ctl -m fast sends); no runuser needed.
+        signal.SIGINT,
+    )  # fmt: skip
+
+
+def ensure(configured: str, probe: Callable[[str], tuple[bool, str]], private: Private) -> str:
+    """The configured URL if it answers, else that of a running or newly started private one."""
+    ok, why = probe(configured)
+    if ok:
+        say(f"{private.name}: using {redact(configured)}")
+        return configured
+    failed = f"{private.name}: {redact(configured)} not reachable ({why})"
+    port = saved_port(private.directory)
+    if port and running_pid(private.pid_file, private.name):
+        url = private.url(port)
+        # A running Postgres may still be recovering after a crash: give it a moment.
+        if wait_for(lambda: probe(url)[0], 10.0, interval=0.5):
+            say(f"{failed}; reusing private {url}")
+            return url
+    port = pick_port(private.directory, configured, private.default_port)
+    private.start(port)
+    url = private.url(port)
+    if not wait_for(lambda: probe(url)[0], START_TIMEOUT_S, interval=0.5):
         raise ServiceError(
-            f"private Postgres on port {port} started but refuses logins: "
-            f"{probe_postgres(url)[1]}\n--- {log_file} ---\n{log_tail(log_file)}"
+            f"private {private.name} on port {port} does not answer: {probe(url)[1]}\n"
+            f"--- {private.log} ---\n{log_tail(private.log)}"
         )
-    write_state(base, {"port": port})
-    say(f"postgres: {redact(configured)} not usable ({why}); started private {url}")
+    (private.directory / "state.json").write_text(json.dumps({"port": port}) + "\n")
+    say(f"{failed}; started private {url}")
     return url
 
 
-# --------------------------------------------------------------------------------------------
-# stop
-# --------------------------------------------------------------------------------------------
-
-
-def _terminate(pid: int, sig: signal.Signals, name: str, cmdline_hint: str) -> None:
-    """Send ``sig`` to ``pid``, wait for it to go, SIGKILL it if it will not."""
+def stop(private: Private) -> None:
+    """Stop a running private server, with SIGKILL if it ignores its stop signal."""
+    name, sig = private.name, private.stop_signal
+    if (pid := running_pid(private.pid_file, name)) is None:
+        say(f"{name}: no private server running")
+        return
     os.kill(pid, sig)
-    if not wait_for(lambda: not pid_alive(pid, cmdline_hint), STOP_TIMEOUT_S):
+    if not wait_for(lambda: not running_pid(private.pid_file, name), STOP_TIMEOUT_S):
         say(f"{name}: pid {pid} ignored {sig.name} for {STOP_TIMEOUT_S:.0f}s; killing it")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -611,42 +342,12 @@ def _terminate(pid: int, sig: signal.Signals, name: str, cmdline_hint: str) -> N
 
 def stop_services(purge: bool = False) -> int:
     """Stop the private servers this script started; with ``purge`` also delete their data."""
-    redis_pid = read_pid(REDIS_DIR / "redis.pid")
-    if pid_alive(redis_pid, "redis"):
-        assert redis_pid is not None
-        _terminate(redis_pid, signal.SIGTERM, "redis", "redis")
-    else:
-        say("redis: no private server running")
-
-    postmaster_pid = read_pid(POSTGRES_DIR / "data" / "postmaster.pid")
-    if pid_alive(postmaster_pid, "postgres"):
-        assert postmaster_pid is not None
-        # SIGINT is Postgres's "fast" shutdown (what pg_ctl -m fast sends); no runuser needed.
-        _terminate(postmaster_pid, signal.SIGINT, "postgres", "postgres")
-    else:
-        say("postgres: no private server running")
-
-    if purge:
-        if POSTGRES_DIR.is_symlink():
-            shutil.rmtree(POSTGRES_DIR.resolve(), ignore_errors=True)
-            POSTGRES_DIR.unlink()
-        for directory in (POSTGRES_DIR, REDIS_DIR):
-            shutil.rmtree(directory, ignore_errors=True)
-        say(f"removed private server data under {SERVICES_DIR}")
+    for private in (private_redis(DEFAULT_REDIS_URL), private_postgres()):
+        stop(private)
+        if purge:
+            shutil.rmtree(private.directory, ignore_errors=True)
+            say(f"{private.name}: removed private server data in {private.directory}")
     return 0
-
-
-# --------------------------------------------------------------------------------------------
-# main
-# --------------------------------------------------------------------------------------------
-
-
-def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split ``[options] -- CMD ARGS`` at the first ``--``."""
-    if "--" in argv:
-        index = list(argv).index("--")
-        return list(argv[:index]), list(argv[index + 1 :])
-    return list(argv), []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -656,46 +357,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_parser = argparse.ArgumentParser(prog="services.py stop")
         stop_parser.add_argument("--purge", action="store_true", help="also delete their data")
         return stop_services(stop_parser.parse_args(argv[1:]).purge)
-
     parser = argparse.ArgumentParser(
         prog="services.py",
         description="Ensure Redis/Postgres are reachable, export their URLs, exec a command.",
         usage="%(prog)s [--redis] [--postgres] [-- CMD ARGS...] | stop [--purge]",
     )
     parser.add_argument("--redis", action="store_true", help="ensure REDIS_URL answers PING")
-    parser.add_argument(
-        "--postgres", action="store_true", help="ensure TEST_DATABASE_URL accepts a login"
-    )
-    options, command = _split_command(argv)
-    args = parser.parse_args(options)
+    parser.add_argument("--postgres", action="store_true", help="ensure TEST_DATABASE_URL works")
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, command = parser.parse_args(argv[:split]), argv[split + 1 :]
 
     exports: dict[str, str] = {}
     try:
         with services_lock():
             if args.redis:
-                exports["REDIS_URL"] = ensure_redis(
-                    os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-                )
+                url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+                exports["REDIS_URL"] = ensure(url, probe_redis, private_redis(url))
             if args.postgres:
-                exports["TEST_DATABASE_URL"] = ensure_postgres(
-                    os.environ.get("TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL
-                )
+                url = os.environ.get("TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL
+                exports["TEST_DATABASE_URL"] = ensure(url, probe_postgres, private_postgres())
     except (ServiceError, subprocess.SubprocessError, OSError) as exc:
         say(f"error: {exc}")
         return 1
     os.environ.update(exports)
-
     if not command:
         # No command: print shell exports, for `eval "$(python scripts/services.py --redis)"`.
-        for name, value in exports.items():
-            print(f"export {name}={shlex.quote(value)}")
+        for name, url in exports.items():
+            print(f"export {name}={shlex.quote(url)}")
         return 0
     try:
         os.execvp(command[0], command)
     except OSError as exc:
         say(f"error: cannot run {command[0]!r}: {exc}")
-        return 127
-    return 0  # unreachable: execvp replaced this process
+    return 127  # only reached when execvp failed
 
 
 if __name__ == "__main__":

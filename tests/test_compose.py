@@ -13,7 +13,9 @@ import os
 import re
 import runpy
 import shlex
+import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,6 +290,68 @@ def test_postgres_probe_logs_in(services_module: ModuleType) -> None:
     missing_db = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/scanqueue_no_such_database"
     ok, why = services_module.probe_postgres(missing_db, 2.0)
     assert not ok and "does not exist" in why
+
+
+def closed_port() -> int:
+    """A port nothing listens on (the kernel's pick, released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def private_redis_in(
+    services_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Point the script's private Redis files at ``tmp_path``, away from the checkout's."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    redis_dir = tmp_path / "redis"
+    monkeypatch.setattr(services_module, "REDIS_DIR", redis_dir)
+    monkeypatch.setattr(services_module, "REDIS_PID", redis_dir / "redis.pid")
+    monkeypatch.setattr(services_module, "REDIS_LOG", redis_dir / "redis.log")
+    return redis_dir
+
+
+def test_a_private_redis_starts_on_a_closed_port_is_reused_and_stops(
+    services_module: ModuleType, private_redis_in: Path
+) -> None:
+    configured = f"redis://127.0.0.1:{closed_port()}/2"
+    private = services_module.private_redis(configured)
+    try:
+        url = services_module.ensure(configured, services_module.probe_redis, private)
+        assert url == configured and services_module.redis_ping(url)
+        # Configured elsewhere now (closed too): the running private server is found again.
+        elsewhere = f"redis://127.0.0.1:{closed_port()}/2"
+        assert services_module.ensure(elsewhere, services_module.probe_redis, private) == url
+    finally:
+        services_module.stop(private)
+    assert not services_module.redis_ping(url, timeout=0.5)
+    assert services_module.running_pid(private.pid_file, "redis") is None
+
+
+def test_stop_needs_only_the_standard_library(tmp_path: Path) -> None:
+    # CI's EXIT trap runs `python3 scripts/services.py stop` with no virtualenv.
+    script = REPO_ROOT / "scripts" / "services.py"
+    code = f"""
+import importlib.util, pathlib, sys
+sys.modules["redis"] = sys.modules["psycopg2"] = None  # any import of them fails
+spec = importlib.util.spec_from_file_location("services", {str(script)!r})
+module = sys.modules["services"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+base = pathlib.Path({str(tmp_path)!r})
+module.SERVICES_DIR = module.REDIS_DIR = base / "redis"
+module.REDIS_PID = base / "redis" / "redis.pid"
+module.postgres_dir = lambda: base / "postgres"
+(base / "postgres").mkdir()
+sys.exit(module.main(["stop", "--purge"]))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert "redis: no private server running" in result.stderr
+    assert not (tmp_path / "postgres").exists()
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,44 +8,43 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import current_app, g, request
+from flask import g, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, validate_csrf
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.database import db
+from core.links import LinkError
 from core.records import User
 from core.settings_access import current_settings
+from core.signing import Purpose, sign, unsign
 from webapp.errors import ApiError
 from webapp.personal_tokens import is_personal_token, user_for_token
 
-TOKEN_SALT = "scanqueue.api-token"
+TOKEN_SALT = Purpose.API_TOKEN.salt
 # Compared against when the email is unknown, so a miss costs as long as a wrong password.
 _DUMMY_HASH = generate_password_hash("not-a-real-password", method="scrypt")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT)
-
-
 def issue_token(user: User) -> str:
     """A signed token naming the user and their security stamp; it expires after
     TOKEN_TTL_SECONDS, or sooner when the stamp changes (password reset, address confirmed)."""
-    return _serializer().dumps({"uid": user.id, "stamp": user.security_stamp})
+    return sign(Purpose.API_TOKEN, {"uid": user.id, "stamp": user.security_stamp})
 
 
 def user_from_token(token: str) -> User:
     """The active user a token names, or an ApiError(401) saying why not."""
     try:
-        payload = _serializer().loads(token, max_age=current_settings().TOKEN_TTL_SECONDS)
-    except SignatureExpired:
-        raise _unauthorized("token_expired", "The token has expired; request a new one.") from None
-    except BadSignature:
+        payload = unsign(Purpose.API_TOKEN, token, current_settings().TOKEN_TTL_SECONDS)
+    except LinkError as exc:
+        if exc.expired:
+            raise _unauthorized(
+                "token_expired", "The token has expired; request a new one."
+            ) from None
         raise _unauthorized("invalid_token", "The token is not valid.") from None
-    user = db.session.get(User, payload.get("uid")) if isinstance(payload, dict) else None
+    user = db.session.get(User, payload.get("uid"))
     if user is None or not user.is_active or not user.is_confirmed:
         raise _unauthorized("invalid_token", "The token is not valid.")
     stamp = payload.get("stamp")
