@@ -29,9 +29,11 @@ NEW_PASSWORD = "a brand new passphrase"
 
 
 def deliver_outbox(app: Flask) -> None:
-    """Run the email task for every unsent message, in process (the SMTP server is real)."""
+    """Run the email task for every unsent message in the order they were written, in process
+    (the SMTP server is real)."""
     task = app.extensions["celery"].tasks["scanqueue.send_email"]
-    for row in db.session.scalars(db.select(OutboundEmail).filter_by(sent_at=None)).all():
+    unsent = db.select(OutboundEmail).filter_by(sent_at=None).order_by(OutboundEmail.id)
+    for row in db.session.scalars(unsent).all():
         assert task.apply(args=[row.id]).get() == "sent"
 
 
