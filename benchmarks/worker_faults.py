@@ -9,10 +9,10 @@ the scenarios of tests/integration/test_worker_resilience.py, measured instead o
 - kill: two cpu workers (one pool process each); the one that received a 6000x6000 perimeter job
   has its main and pool process SIGKILLed while it runs (a lost host, the OOM killer). Seconds
   from the kill until the job succeeded on the other worker: the dead worker's heartbeat expires
-  (WORKER_HEARTBEAT_TTL_SECONDS), the message is older than ORPHAN_MESSAGE_GRACE_SECONDS, and the
-  next sweep (every ORPHAN_SWEEP_SECONDS, on a heartbeat tick) puts it back on its queue: from
-  60 to about 100 s with the defaults, depending on where the sweep's period falls (here the
-  workers start just before the job, which puts it near the late end).
+  (WORKER_HEARTBEAT_TTL_SECONDS), the message is older than ORPHAN_MESSAGE_GRACE_SECONDS, a sweep
+  (every ORPHAN_SWEEP_SECONDS, on a heartbeat tick) notes it unheld, and a sweep at least TTL +
+  heartbeat later that still finds it unheld puts it back on its queue: about 80 s with the
+  defaults, about 110 s at worst, depending on where the sweeps fall.
 - cancel: DELETE of a running 30-photo face_extraction job (tiny stand-in models, mtcnn's
   detector): seconds until the task stopped, whether the pool processes are the same ones, and how
   long the next one-photo job then takes.
