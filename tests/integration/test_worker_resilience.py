@@ -140,7 +140,8 @@ def test_cancelling_a_running_job_stops_it_without_killing_the_pool_process(
 
     assert pool_pids(worker_stack.process) == before  # the same processes, none replaced
     # It stopped at a progress report (between photos or batches), not at its end.
-    assert f"job {job_id} was cancelled or claimed again while it ran; stopped" in worker_stack.log()
+    stopped = f"job {job_id} was cancelled or claimed again while it ran; stopped"
+    assert stopped in worker_stack.log()
     job = status(client, headers, job_id)
     assert job["status"] == "cancelled" and job["result"] is None and job["artifacts"] == []
     # The next job runs at once (no model reload, no pool process killed in a loop).
