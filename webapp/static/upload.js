@@ -15,10 +15,18 @@
     return typeSelect.options[typeSelect.selectedIndex].dataset;
   }
 
+  // The params the selected type takes (and needs), from its declaration via data- attributes.
+  const takes = (name) => selectedType().params.split(" ").includes(name);
+  const needs = (name) => selectedType().required.split(" ").includes(name);
+
   function refresh() {
-    const type = selectedType();
-    document.getElementById("spacing-field").hidden = type.needsSpacing !== "yes";
-    document.getElementById("dates-field").hidden = type.sequence !== "yes";
+    for (const field of document.querySelectorAll("[data-param]")) {
+      field.hidden = !takes(field.dataset.param);
+      const mark = field.querySelector("[data-required-mark]");
+      if (mark) mark.hidden = !needs(field.dataset.param);
+    }
+    document.getElementById("model-name").placeholder = selectedType().defaultModel
+      ? `default: ${selectedType().defaultModel}` : "";
     for (const span of document.querySelectorAll("#job-description span")) {
       span.hidden = span.dataset.type !== typeSelect.value;
     }
@@ -53,11 +61,12 @@
   dropZone.addEventListener("drop", (event) => { event.preventDefault(); addFiles(event.dataTransfer.files); });
 
   function params() {
-    const type = selectedType();
     const result = {};
     const spacing = document.getElementById("pixel-spacing").value;
-    if (type.needsSpacing === "yes" && spacing) result.pixel_spacing_mm = Number(spacing);
-    if (type.sequence === "yes") {
+    if (takes("pixel_spacing_mm") && spacing) result.pixel_spacing_mm = Number(spacing);
+    const model = document.getElementById("model-name").value.trim();
+    if (takes("model") && model) result.model = model;
+    if (takes("taken_at")) {
       const dates = Array.from(dateList.querySelectorAll("input")).map((input) => input.value);
       if (dates.some(Boolean)) result.taken_at = dates;
     }
