@@ -304,3 +304,16 @@ def test_a_later_stage_redelivered_after_max_attempts_fails_with_worker_lost(
     job = fetch(job_id)
     assert (job.status, job.error_code) == ("failed", "worker_lost")
     assert len(ran) == current_settings().MAX_ATTEMPTS
+
+
+def test_each_task_knows_its_place_from_its_job_type() -> None:
+    from tasks.runner import WHOLE_JOB, Stage, stage_for
+
+    assert stage_for("scanqueue.perimeter") == WHOLE_JOB
+    # Stage 1 claims the job and hands it to stage 2 at 60 %; stage 2 resumes it and finishes.
+    assert stage_for("scanqueue.head_circumference.segment") == Stage(
+        claims_job=True, next_task="scanqueue.head_circumference.measure", progress_after=60
+    )
+    assert stage_for("scanqueue.head_circumference.measure") == Stage(claims_job=False)
+    # A fan-out job was started by its children: its own task resumes it.
+    assert stage_for("scanqueue.sequence_inference.predict") == Stage(claims_job=False)
