@@ -94,4 +94,5 @@ JOB_TYPE = JobType(
     params_schema=PARAMS_SCHEMA,
     result_schema=RESULT_SCHEMA,
     max_files=30,
+    summary=("prediction", ""),
 )

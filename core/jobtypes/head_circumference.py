@@ -66,4 +66,5 @@ JOB_TYPE = JobType(
     max_files=30,
     one_job_per_file=True,
     needs_pixel_spacing=True,
+    summary=("head_circumference_mm", "mm"),
 )

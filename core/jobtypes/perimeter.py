@@ -65,4 +65,5 @@ JOB_TYPE = JobType(
     validate_params=validate_params,
     params_schema=PARAMS_SCHEMA,
     result_schema=RESULT_SCHEMA,
+    summary=("circumference_mm", "mm"),
 )

@@ -122,4 +122,5 @@ JOB_TYPE = JobType(
     check_file_count=taken_at_matches_files,
     child_type="face_extraction",
     child_params=child_params,
+    summary=("outcome", ""),
 )

@@ -77,6 +77,8 @@ class JobType:
     child_params: ParamsValidator | None = None
     # The job page shows the result with templates/jobs/_result_<result_partial>.html.
     result_partial: str = field(default="")
+    # The result's one-line summary on the upload page: (result key, unit), e.g. a number in mm.
+    summary: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.stages:

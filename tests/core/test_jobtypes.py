@@ -81,3 +81,9 @@ def test_a_child_type_is_a_declared_type() -> None:
     for job_type in JOB_TYPES.values():
         if job_type.child_type is not None:
             assert job_type.child_type in JOB_TYPES and job_type.child_params is not None
+
+
+def test_a_summary_names_a_result_field() -> None:
+    for job_type in JOB_TYPES.values():
+        if job_type.summary is not None:
+            assert job_type.summary[0] in job_type.result_schema["properties"], job_type.name

@@ -86,9 +86,14 @@
     document.getElementById("jobs-section").hidden = false;
     ScanQueue.poll(job.url, (update) => ScanQueue.render(item, update)).then((done) => {
       const summary = item.querySelector('[data-role="summary"]');
-      if (done.error) summary.textContent = `— ${done.error.message}`;
-      else if (done.result && done.result.head_circumference_mm) summary.textContent = `— ${done.result.head_circumference_mm.toFixed(1)} mm`;
-      else if (done.result && done.result.outcome) summary.textContent = `— ${done.result.outcome}`;
+      if (done.error) { summary.textContent = `— ${done.error.message}`; return; }
+      // The result key and unit the job's type declares for its summary (data- attributes).
+      const option = Array.from(typeSelect.options).find((o) => o.value === done.type);
+      const key = option ? option.dataset.summaryKey : "";
+      const value = key && done.result ? done.result[key] : null;
+      if (value === null || value === undefined) return;
+      const shown = typeof value === "number" && !Number.isInteger(value) ? value.toFixed(1) : value;
+      summary.textContent = `— ${shown} ${option.dataset.summaryUnit}`.trimEnd();
     }).catch((error) => { item.querySelector('[data-role="summary"]').textContent = ` (${error.message})`; });
   }
 

@@ -46,6 +46,9 @@ def test_the_upload_form_offers_every_type_with_its_declared_params(client: Flas
     for name, job_type in JOB_TYPES.items():
         assert form.options[name]["data-params"].split() == sorted(job_type.param_names)
         assert form.options[name]["data-max-files"] == str(job_type.max_files)
+        option = form.options[name]
+        shown = (option["data-summary-key"], option["data-summary-unit"])
+        assert shown == (job_type.summary or ("", ""))
     # The pixel-spacing field is shown for exactly the types that take it, and marked required
     # for the ones that need it (the form's own list once disagreed with the declarations).
     takes_spacing = {n for n, o in form.options.items() if "pixel_spacing_mm" in o["data-params"]}
