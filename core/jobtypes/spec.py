@@ -7,7 +7,7 @@ workers derive their routes, task modules and warm-up from it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ParamsValidator = Callable[[Mapping[str, Any]], dict[str, Any]]
@@ -75,8 +75,9 @@ class JobType:
     # its own stages once they have all ended.
     child_type: str | None = None
     child_params: ParamsValidator | None = None
-    # The job page shows the result with templates/jobs/_result_<result_partial>.html.
-    result_partial: str = field(default="")
+    # The job page shows the result with templates/jobs/_result_<result_partial>.html (default:
+    # the type's name).
+    result_partial: str = ""
     # The result's one-line summary on the upload page: (result key, unit), e.g. a number in mm.
     summary: tuple[str, str] | None = None
 
@@ -90,12 +91,6 @@ class JobType:
     def task_name(self) -> str:
         """The task published when a job of this type is queued (or its children have ended)."""
         return self.stages[0].task_name
-
-    def next_stage(self, task_name: str) -> Stage | None:
-        """The stage after the named one, or None after the last."""
-        names = [stage.task_name for stage in self.stages]
-        position = names.index(task_name) + 1
-        return self.stages[position] if position < len(self.stages) else None
 
     @property
     def models(self) -> tuple[str, ...]:
