@@ -9,25 +9,22 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-GPU_QUEUE = "gpu"
-CPU_QUEUE = "cpu"
-QUEUES = (GPU_QUEUE, CPU_QUEUE)
+from core.jobtypes import job_task_routes
+from core.queue_names import CPU_QUEUE, GPU_QUEUE, QUEUES
 
 # Routes by explicit task name: producers (the web) publish by name without importing the tasks.
+# Job tasks are routed as their job type declares their stages; the rest are listed here.
 TASK_ROUTES: dict[str, dict[str, str]] = {
-    "scanqueue.perimeter": {"queue": CPU_QUEUE},
-    "scanqueue.segmentation": {"queue": GPU_QUEUE},
-    "scanqueue.head_circumference.segment": {"queue": GPU_QUEUE},
-    "scanqueue.head_circumference.measure": {"queue": CPU_QUEUE},
-    "scanqueue.face_extraction": {"queue": GPU_QUEUE},
-    "scanqueue.sequence_inference.predict": {"queue": GPU_QUEUE},
-    "scanqueue.classification": {"queue": GPU_QUEUE},
+    **job_task_routes(),
     "scanqueue.send_email": {"queue": CPU_QUEUE},
     "scanqueue.outbox.sweep": {"queue": CPU_QUEUE},
     "scanqueue.followups.request_due": {"queue": CPU_QUEUE},
     "scanqueue.jobs.sweep_stale": {"queue": CPU_QUEUE},
     "scanqueue.artifacts.purge_old": {"queue": CPU_QUEUE},
 }
+
+
+__all__ = ["CPU_QUEUE", "GPU_QUEUE", "QUEUES", "TASK_ROUTES", "build_celery_config"]
 
 
 def build_celery_config(

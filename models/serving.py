@@ -83,6 +83,14 @@ def model_unavailable() -> Iterator[None]:
 process_models = ModelCache()
 
 
+def configured_model(settings: Settings, setting: str) -> LoadedModel:
+    """The registry model a setting names (e.g. SEGMENTATION_MODEL, its version in
+    SEGMENTATION_MODEL_VERSION); RegistryError if it cannot be loaded."""
+    return process_models.get(
+        settings.MODEL_DIR, getattr(settings, setting), getattr(settings, f"{setting}_VERSION")
+    )
+
+
 def segmentation_model(settings: Settings) -> LoadedModel:
     """This process's configured segmentation model; RegistryError if it cannot be loaded."""
     return process_models.get(
@@ -109,6 +117,7 @@ __all__ = [
     "ModelCache",
     "RegistryError",
     "classification_model",
+    "configured_model",
     "load_model",
     "model_unavailable",
     "process_models",

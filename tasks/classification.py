@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from core.jobtypes.classification import JOB_TYPE
 from core.settings_access import current_settings
 from models.serving import model_unavailable, process_models
 from pipelines.base import PipelineOutput, ProgressCallback
@@ -39,7 +40,7 @@ def classify_with_model(
     )
 
 
-@shared_task(name="scanqueue.classification", bind=True)
+@shared_task(name=JOB_TYPE.task_name, bind=True)
 def classify(self: Task, job_id: str) -> str:
     """Classify the job's images and record the per-image and aggregate probabilities."""
     return run_job(self, job_id, classify_with_model)

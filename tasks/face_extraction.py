@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from core.jobtypes.face_extraction import JOB_TYPE
 from core.settings_access import current_settings
 from models.face_detector import face_detector
 from pipelines.base import PipelineOutput, ProgressCallback
@@ -23,7 +24,7 @@ def extract_with_detector(
     return extract_faces(loaded.detector, inputs, params, progress, loaded.identity, limits)
 
 
-@shared_task(name="scanqueue.face_extraction", bind=True)
+@shared_task(name=JOB_TYPE.task_name, bind=True)
 def extract(self: Task, job_id: str) -> str:
     """Detect the faces of the job's photos and store crops, overlays and the result."""
     return run_job(self, job_id, extract_with_detector)

@@ -10,6 +10,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from core.database import db
+from core.jobtypes.head_circumference import JOB_TYPE
 from core.records import Job
 from core.settings_access import current_settings
 from core.storage import MediaStorage
@@ -17,10 +18,10 @@ from models.model_registry import ModelRegistry
 from models.serving import model_unavailable
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.head_circumference import measure_head
-from tasks.runner import Stage, run_job
+from tasks.runner import run_job
 from tasks.segmentation import segment_with_model
 
-MEASURE_TASK = "scanqueue.head_circumference.measure"
+SEGMENT, MEASURE = JOB_TYPE.stages
 MASK_ARTIFACT = "mask.png"
 
 
@@ -35,15 +36,15 @@ def boundary_offset(model_dir: Path, job_id: uuid.UUID) -> float:
         )
 
 
-@shared_task(name="scanqueue.head_circumference.segment", bind=True)
+@shared_task(name=SEGMENT.task_name, bind=True)
 def segment_head(self: Task, job_id: str) -> str:
     """Stage 1: predict the head mask, keep it as an artifact, hand the job to stage 2."""
     # Stage 2 draws the overlay that matters (the ellipse on the scan); skip the mask tint here.
     mask_only = partial(segment_with_model, with_overlay=False)
-    return run_job(self, job_id, mask_only, Stage(next_task=MEASURE_TASK, progress_after=60))
+    return run_job(self, job_id, mask_only)
 
 
-@shared_task(name=MEASURE_TASK, bind=True)
+@shared_task(name=MEASURE.task_name, bind=True)
 def measure(self: Task, job_id: str) -> str:
     """Stage 2: fit the ellipse to the stage-1 mask and record the circumference."""
     settings = current_settings()
@@ -56,4 +57,4 @@ def measure(self: Task, job_id: str) -> str:
         offset = boundary_offset(settings.MODEL_DIR, uuid.UUID(job_id))
         return measure_head(inputs[0], mask_path, params, progress, offset, settings.image_limits)
 
-    return run_job(self, job_id, measure_stage, Stage(first=False))
+    return run_job(self, job_id, measure_stage)

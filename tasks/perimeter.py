@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from core.jobtypes.perimeter import JOB_TYPE
 from core.settings_access import current_settings
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.perimeter import perimeter_pipeline
@@ -20,7 +21,7 @@ def perimeter_within_limits(
     return perimeter_pipeline(inputs, params, progress, current_settings().image_limits)
 
 
-@shared_task(name="scanqueue.perimeter", bind=True)
+@shared_task(name=JOB_TYPE.task_name, bind=True)
 def measure_perimeter(self: Task, job_id: str) -> str:
     """Fit the ellipse and store the measurement and overlay for the job."""
     return run_job(self, job_id, perimeter_within_limits)

@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from core import job_state
 from core.database import db
-from core.jobtypes import JOB_TYPES
+from core.jobtypes import JOB_TYPES, stage_of
 from core.records import Job
 from core.settings_access import current_settings
 from core.storage import MediaStorage
@@ -27,11 +28,23 @@ log = logging.getLogger(__name__)
 Pipeline = Callable[[list[Path], dict[str, Any], ProgressCallback], PipelineOutput]
 
 
+class TaskOutcome(StrEnum):
+    """What a job task did, its return value (logged by Celery; tests read it)."""
+
+    SUCCEEDED = "succeeded"  # the job's last stage stored its result
+    FAILED = "failed"  # the job failed, with its reason recorded
+    CANCELLED = "cancelled"  # the job was cancelled while this task ran; nothing recorded
+    SKIPPED = "skipped"  # the job was already final or gone; nothing done
+    CONTINUED = "continued"  # this stage stored its part and queued the job's next stage
+
+
 @dataclass(frozen=True)
 class Stage:
-    """A task's place in its job: the first claims the job; a stage with a next task hands on."""
+    """A task's place in its job: whether it claims the job (a job's opening task) or resumes
+    a job an earlier stage or its children started; which task it hands on to, at what
+    progress."""
 
-    first: bool = True
+    claims_job: bool = True
     next_task: str | None = None
     progress_after: int = 100
 
@@ -39,11 +52,32 @@ class Stage:
 WHOLE_JOB = Stage()
 
 
-def run_job(task: Task, job_id: str, pipeline: Pipeline, stage: Stage = WHOLE_JOB) -> str:
-    """Run ``pipeline`` for the job (or one stage of it) and record the outcome."""
+def stage_for(task_name: str) -> Stage:
+    """The place of a task in its job, from the job type's declared stages.
+
+    The first stage claims the job, except a fan-out type's: its children started it. A stage
+    followed by another hands the job on.
+    """
+    found = stage_of(task_name)
+    if found is None:
+        return WHOLE_JOB
+    job_type, index = found
+    following = job_type.stages[index + 1] if index + 1 < len(job_type.stages) else None
+    return Stage(
+        claims_job=index == 0 and job_type.child_type is None,
+        next_task=following.task_name if following else None,
+        progress_after=job_type.stages[index].progress_after,
+    )
+
+
+def run_job(task: Task, job_id: str, pipeline: Pipeline, stage: Stage | None = None) -> str:
+    """Run ``pipeline`` for the job (or one stage of it) and record the outcome.
+
+    The stage is the task's place in its job type's declared stages unless given.
+    """
     job_uuid = uuid.UUID(job_id)
     try:
-        return _run(task, job_uuid, pipeline, stage)
+        return _run(task, job_uuid, pipeline, stage or stage_for(task.name))
     except OperationalError as exc:
         # Database outages are worth waiting out (a bad input is not): capped exponential
         # backoff, so a long outage is ridden out and the job resumes soon after it ends.
@@ -57,10 +91,10 @@ def run_job(task: Task, job_id: str, pipeline: Pipeline, stage: Stage = WHOLE_JO
         raise task.retry(exc=exc, countdown=delay, max_retries=settings.TASK_MAX_RETRIES) from exc
 
 
-def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> str:
+def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> TaskOutcome:
     worker = task.request.hostname or "unknown"
     redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-    if stage.first or redelivered:
+    if stage.claims_job or redelivered:
         # Counted where deliveries happen: a job whose process died under it MAX_ATTEMPTS times
         # is delivered once more and failed here, and its message is acknowledged.
         # A database-outage retry (task.request.retries) ended its attempt without dying, so
@@ -71,21 +105,21 @@ def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> str
             log.error("job %s: %s", job_id, lost.error_message)
             if lost.parent_id is not None:
                 _advance_parent(task, lost.parent_id)
-            return "failed"
-    if stage.first:
+            return TaskOutcome.FAILED
+    if stage.claims_job:
         job = job_state.claim(job_id, worker)
     else:
         # A later stage counts only its redeliveries (the claim counted the job's first run).
         job = job_state.resume(job_id, count_attempt=redelivered)
     if job is None:
         log.info("job %s is final or gone; nothing to do", job_id)
-        return "skipped"
+        return TaskOutcome.SKIPPED
     parent_id = job.parent_id
     if parent_id is None:
         return _run_claimed(task, job, pipeline, stage)
     job_state.start_parent(parent_id, worker)
     outcome = _run_claimed(task, job, pipeline, stage)
-    if outcome in ("succeeded", "failed"):
+    if outcome in (TaskOutcome.SUCCEEDED, TaskOutcome.FAILED):
         _advance_parent(task, parent_id)
     return outcome
 
@@ -110,7 +144,7 @@ def _hand_on(task: Task, job_id: uuid.UUID, task_name: str) -> bool:
     return True
 
 
-def _run_claimed(task: Task, job: Job, pipeline: Pipeline, stage: Stage) -> str:
+def _run_claimed(task: Task, job: Job, pipeline: Pipeline, stage: Stage) -> TaskOutcome:
     job_id = job.id
     # This run's claim: a newer one (the message delivered again while this run still held it)
     # fences this run off, so that of two runs at once only the newest reports or stores.
@@ -132,26 +166,27 @@ def _run_claimed(task: Task, job: Job, pipeline: Pipeline, stage: Stage) -> str:
         output = pipeline(inputs, params, progress)
     except JobCancelled:
         log.info("job %s was cancelled or claimed again while it ran; stopped", job_id)
-        return "cancelled"
+        return TaskOutcome.CANCELLED
     except PipelineError as exc:
         job_state.fail(job_id, exc.code, exc.message, attempt)
-        return "failed"
+        return TaskOutcome.FAILED
     except SoftTimeLimitExceeded:
         limit = current_settings().TASK_SOFT_TIME_LIMIT
         job_state.fail(
             job_id, "time_limit", f"The job ran longer than its {limit} s limit.", attempt
         )
-        return "failed"
+        return TaskOutcome.FAILED
     except OperationalError:
         raise
     except Exception as exc:
         # A bug or an input the pipeline did not foresee: the job says so, the worker lives on.
         log.exception("job %s failed unexpectedly", job_id)
         job_state.fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}", attempt)
-        return "failed"
+        return TaskOutcome.FAILED
     if stage.next_task is None:
-        succeeded = job_state.succeed(job_id, output, storage, attempt)
-        return "succeeded" if succeeded else "cancelled"
+        stored = job_state.succeed(job_id, output, storage, attempt)
+        return TaskOutcome.SUCCEEDED if stored else TaskOutcome.CANCELLED
     if not job_state.checkpoint(job_id, output, storage, stage.progress_after, attempt):
-        return "cancelled"
-    return "continued" if _hand_on(task, job_id, stage.next_task) else "failed"
+        return TaskOutcome.CANCELLED
+    handed_on = _hand_on(task, job_id, stage.next_task)
+    return TaskOutcome.CONTINUED if handed_on else TaskOutcome.FAILED

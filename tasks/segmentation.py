@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from core.jobtypes.segmentation import JOB_TYPE
 from core.settings_access import current_settings
 from models.serving import LoadedModel, model_unavailable, segmentation_model
 from pipelines.base import PipelineOutput, ProgressCallback
@@ -41,7 +42,7 @@ def segment_with_model(
     return dataclasses.replace(output, model=loaded.identity)
 
 
-@shared_task(name="scanqueue.segmentation", bind=True)
+@shared_task(name=JOB_TYPE.task_name, bind=True)
 def segment(self: Task, job_id: str) -> str:
     """Segment the job's scan and store its mask, overlay and class areas."""
     return run_job(self, job_id, segment_with_model)

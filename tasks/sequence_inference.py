@@ -13,6 +13,7 @@ from celery import Task, shared_task
 
 from core.database import db
 from core.jobtypes import order_by_taken_at
+from core.jobtypes.sequence_inference import JOB_TYPE
 from core.records import Job, JobStatus
 from core.settings_access import current_settings
 from core.storage import MediaStorage
@@ -20,7 +21,7 @@ from models.serving import model_unavailable, sequence_model
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.faces import crop_artifact_name
 from pipelines.sequence import Frame, predict_trend
-from tasks.runner import Stage, run_job
+from tasks.runner import run_job
 
 
 def _frame(child: Job, taken_at: str | None, storage: MediaStorage) -> Frame:
@@ -49,7 +50,7 @@ def series_frames(job: Job, storage: MediaStorage) -> list[Frame]:
     return frames
 
 
-@shared_task(name="scanqueue.sequence_inference.predict", bind=True)
+@shared_task(name=JOB_TYPE.task_name, bind=True)
 def predict(self: Task, job_id: str) -> str:
     """Run the sequence model on the job's face crops and record P(improving)."""
 
@@ -63,4 +64,4 @@ def predict(self: Task, job_id: str) -> str:
         frames = series_frames(job, MediaStorage(settings.MEDIA_ROOT))
         return predict_trend(frames, loaded.model, loaded.manifest, progress, loaded.identity)
 
-    return run_job(self, job_id, sequence_stage, Stage(first=False))
+    return run_job(self, job_id, sequence_stage)

@@ -17,6 +17,7 @@ from celery.signals import celeryd_after_setup, worker_process_init
 from flask import Flask
 
 from core.database import db
+from core.jobtypes import FACE_DETECTOR, models_on
 from core.queues import GPU_QUEUE
 from core.settings_access import SETTINGS_KEY
 from workers.liveness import liveness_step
@@ -37,28 +38,21 @@ def pin_gpu() -> None:
 
 
 def warm_up_models(flask_app: Flask) -> None:
-    """Load and warm the gpu models now (face detector, segmentation, sequence, classifier), so
-    the first job does not pay for them."""
+    """Load and warm the models of the job stages on the gpu queue (as their job types declare
+    them), so the first job does not pay for them."""
     from models.face_detector import face_detector
-    from models.serving import (
-        RegistryError,
-        classification_model,
-        segmentation_model,
-        sequence_model,
-    )
+    from models.serving import RegistryError, configured_model
 
     settings = flask_app.extensions[SETTINGS_KEY]
-    face_detector()
-    for kind, load in (
-        ("segmentation", segmentation_model),
-        ("sequence", sequence_model),
-        ("classification", classification_model),
-    ):
+    for model in models_on(GPU_QUEUE):
+        if model == FACE_DETECTOR:
+            face_detector()
+            continue
         try:
-            load(settings)
+            configured_model(settings, model)
         except RegistryError as exc:
             # Jobs that need it fail with model_unavailable and this reason; the worker lives.
-            log.error("%s model unavailable: %s", kind, exc)
+            log.error("%s unavailable: %s", model, exc)
 
 
 def register(flask_app: Flask) -> None:

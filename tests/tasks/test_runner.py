@@ -175,7 +175,7 @@ def test_a_first_stage_checkpoints_and_hands_the_job_on(app: Flask, client: Flas
     def stage_two(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
         return PipelineOutput({"stage": 2})
 
-    assert run_job(task, str(job_id), stage_two, Stage(first=False)) == "succeeded"
+    assert run_job(task, str(job_id), stage_two, Stage(claims_job=False)) == "succeeded"
     job = fetch(job_id)
     assert (job.status, job.result, job.attempts) == ("succeeded", {"stage": 2}, 1)
 
@@ -189,7 +189,7 @@ def test_a_later_stage_does_not_revive_a_cancelled_job(app: Flask, client: Flask
     def never(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
         raise AssertionError("must not run")
 
-    assert run_job(perimeter_task(app), str(job_id), never, Stage(first=False)) == "skipped"
+    assert run_job(perimeter_task(app), str(job_id), never, Stage(claims_job=False)) == "skipped"
     assert fetch(job_id).status == "cancelled"
 
 
@@ -291,7 +291,7 @@ def test_a_later_stage_redelivered_after_max_attempts_fails_with_worker_lost(
     def deliver(redelivered: bool) -> str | None:
         task.push_request(delivery_info={"redelivered": redelivered}, hostname="w@host")
         try:
-            return run_job(task, str(job_id), dies, Stage(first=False))
+            return run_job(task, str(job_id), dies, Stage(claims_job=False))
         except SystemExit:
             return None
         finally:
@@ -325,3 +325,16 @@ def test_a_run_whose_job_was_claimed_again_stops_and_stores_nothing(
     job = fetch(job_id)
     assert (job.status, job.attempts, job.progress, job.result) == ("running", 2, 0, None)
     assert artifact_rows(job_id) == []
+
+
+def test_each_task_knows_its_place_from_its_job_type() -> None:
+    from tasks.runner import WHOLE_JOB, Stage, stage_for
+
+    assert stage_for("scanqueue.perimeter") == WHOLE_JOB
+    # Stage 1 claims the job and hands it to stage 2 at 60 %; stage 2 resumes it and finishes.
+    assert stage_for("scanqueue.head_circumference.segment") == Stage(
+        claims_job=True, next_task="scanqueue.head_circumference.measure", progress_after=60
+    )
+    assert stage_for("scanqueue.head_circumference.measure") == Stage(claims_job=False)
+    # A fan-out job was started by its children: its own task resumes it.
+    assert stage_for("scanqueue.sequence_inference.predict") == Stage(claims_job=False)

@@ -18,6 +18,7 @@ print(json.dumps({
     "blueprints": sorted(entry.flask_app.blueprints),
     "celery_is_the_apps": entry.celery is entry.flask_app.extensions["celery"],
     "beat": sorted(entry.celery.conf.beat_schedule),
+    "include": list(entry.celery.conf.include),
 }))
 """
 
@@ -45,6 +46,13 @@ def test_the_worker_entry_point_builds_no_web_app(tmp_path: Path, redis_url: str
     assert loaded["blueprints"] == []
     assert loaded["celery_is_the_apps"] is True
     # Beat runs from this entry point too: the whole schedule is there.
+    # Every job stage's task module, from the declarations, and the other task modules.
+    from core.jobtypes import all_stages
+
+    assert {stage.module for _type, stage in all_stages()} | {
+        "tasks.mail",
+        "scheduler.tasks",
+    } == set(loaded["include"])
     assert loaded["beat"] == [
         "artifact-retention",
         "outbox-sweep",

@@ -6,16 +6,19 @@ from typing import Any
 
 from flask import Response, jsonify
 
-from core.jobtypes import JOB_TYPES
+from core.error_codes import describe
+from core.jobtypes import JOB_TYPES, JobType
 from core.records import JobStatus
 from pipelines.scans import PIXEL_SPACING_RANGE_MM
 from webapp.api import bp
 from webapp.api.jobs import MAX_PARAMS_CHARS, MAX_PARAMS_DEPTH, MAX_SUBJECT_ID
 
 
-def _error(description: str) -> dict[str, Any]:
+def _error(*codes: str) -> dict[str, Any]:
+    """An error response: its codes and their meanings, from the error-code catalogue."""
     return {
-        "description": description,
+        "description": describe(codes),
+        "x-error-codes": list(codes),
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
 
@@ -41,15 +44,32 @@ JOB_ID = {
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
 }
-UNAUTHORIZED = _error("Missing, invalid or expired token.")
-INVALID_CHARACTERS = _error("invalid_characters: a NUL character in the path, query or form.")
+UNAUTHORIZED = _error("missing_token", "invalid_token", "token_expired")
+INVALID_CHARACTERS = _error("invalid_characters")
 QUOTA_RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before submitting again.",
         "schema": {"type": "integer"},
     }
 }
-NOT_FOUND = _error("No such job for this user (another user's job is also a 404).")
+NOT_FOUND = _error("job_not_found")
+
+
+def schema_name(job_type: JobType, part: str) -> str:
+    """The component name of a job type's params or result schema (``HeadCircumferenceResult``)."""
+    return "".join(word.capitalize() for word in job_type.name.split("_")) + part
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _names(job_types: list[JobType]) -> str:
+    return ", ".join(job_type.name for job_type in job_types)
+
+
+ONE_JOB_PER_FILE = [job_type for job_type in JOB_TYPES.values() if job_type.one_job_per_file]
+FAN_OUT = [job_type for job_type in JOB_TYPES.values() if job_type.child_type]
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -109,15 +129,12 @@ SCHEMAS: dict[str, Any] = {
             "progress": {"type": "integer", "minimum": 0, "maximum": 100},
             "params": {"type": "object"},
             "result": {
-                "type": ["object", "null"],
-                "description": "Type-specific; for perimeter: circumference_mm, semi_axes_a_mm, "
-                "semi_axes_b_mm, center_x_mm, center_y_mm, angle_rad, quality_flags, ...; for "
-                "face_extraction: photos[] (position, face_found, faces[] with box, confidence, "
-                "landmarks, crop), photos_without_faces; for sequence_inference: p_improving, "
-                "outcome (improving, deteriorating, or undetermined below two usable photos), "
-                "flags, frames[] in time order, frames_used, frames_masked; for classification: "
-                "prediction (a class, or 'uncertain'), most_probable, confidence, "
-                "uncertain_below, probabilities (the mean), images[] with their own.",
+                "description": "Type-specific, once the job succeeded; its schema is "
+                "<Type>Result (e.g. PerimeterResult) for the job's type.",
+                "anyOf": [
+                    {"type": "null"},
+                    *(_ref(schema_name(job_type, "Result")) for job_type in JOB_TYPES.values()),
+                ],
             },
             "error": {
                 "type": ["object", "null"],
@@ -133,13 +150,13 @@ SCHEMAS: dict[str, Any] = {
             },
             "parent": {
                 "type": ["object", "null"],
-                "description": "For a step of a larger job (a sequence's per-photo face "
-                "extraction): the parent's id, this step's input position and URL.",
+                "description": "For a step of a fan-out job: the parent's id, this step's "
+                "input position and URL.",
             },
             "children": {
                 "type": "array",
-                "description": "The steps of a fan-out job (sequence_inference): id, type, "
-                "position, status and URL of each photo's face_extraction job.",
+                "description": f"The steps of a fan-out job ({_names(FAN_OUT)}): id, type, "
+                "position (the input it works on), status and URL of each child job.",
                 "items": {"type": "object"},
             },
             "created_at": {"type": "string", "format": "date-time"},
@@ -165,7 +182,19 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
-JOB_TYPE_TEXT = "; ".join(f"`{t.name}`: {t.description}" for t in JOB_TYPES.values())
+for _job_type in JOB_TYPES.values():
+    SCHEMAS[schema_name(_job_type, "Params")] = {
+        **_job_type.params_schema,
+        "description": f"The params of a {_job_type.name} job.",
+    }
+    SCHEMAS[schema_name(_job_type, "Result")] = {
+        **_job_type.result_schema,
+        "description": f"The result of a {_job_type.name} job.",
+    }
+
+JOB_TYPE_TEXT = "; ".join(
+    f"`{t.name}`: {t.description} Params: {schema_name(t, 'Params')}." for t in JOB_TYPES.values()
+)
 
 PATHS: dict[str, Any] = {
     "/api/v1/tokens": {
@@ -174,16 +203,9 @@ PATHS: dict[str, Any] = {
             "security": [{"basic": []}],
             "responses": {
                 "201": _json("Token", "A signed token that expires."),
-                "401": _error("Missing or wrong credentials."),
-                "403": _error(
-                    "email_unconfirmed: the account's email address is not confirmed yet; "
-                    "unconfirmed accounts get no token."
-                ),
-                "429": _error(
-                    "too_many_requests: too many failed sign-ins for this account from this "
-                    "address, or from this address overall (SIGNIN_LIMIT_PER_ACCOUNT, "
-                    "SIGNIN_LIMIT_PER_ADDRESS)."
-                ),
+                "401": _error("missing_credentials", "invalid_credentials"),
+                "403": _error("email_unconfirmed"),
+                "429": _error("too_many_requests"),
             },
         }
     },
@@ -213,10 +235,9 @@ PATHS: dict[str, Any] = {
                                 "params": {
                                     "type": "string",
                                     "maxLength": MAX_PARAMS_CHARS,
-                                    "description": 'A JSON object, e.g. {"pixel_spacing_mm": '
-                                    "0.15} or, for sequence_inference, "
-                                    '{"taken_at": ["2026-01-05", "2026-01-19"]} (one ISO 8601 '
-                                    "date per photo, in upload order). Strict JSON: at most "
+                                    "description": "A JSON object, the job type's "
+                                    "<Type>Params schema (e.g. PerimeterParams: "
+                                    '{"pixel_spacing_mm": 0.15}). Strict JSON: at most '
                                     f"{MAX_PARAMS_CHARS} characters, nested at most "
                                     f"{MAX_PARAMS_DEPTH} levels, no NaN or Infinity. "
                                     "pixel_spacing_mm (mm per pixel) must be from "
@@ -232,7 +253,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "202": {
                     "description": "Accepted and queued: the job, or for several files of a "
-                    "one-job-per-file type (segmentation, head_circumference) "
+                    f"one-job-per-file type ({_names(ONE_JOB_PER_FILE)}) "
                     '{"jobs": [...]}, one job per file.',
                     "content": {
                         "application/json": {
@@ -250,41 +271,33 @@ PATHS: dict[str, Any] = {
                     },
                 },
                 "400": _error(
-                    "unknown_job_type, missing_files, too_many_files, unexpected_field, "
-                    "invalid_params, empty_file, missing_pixel_spacing, taken_at_mismatch, "
-                    "invalid_characters."
+                    "unknown_job_type",
+                    "missing_files",
+                    "too_many_files",
+                    "unexpected_field",
+                    "invalid_params",
+                    "empty_file",
+                    "missing_pixel_spacing",
+                    "taken_at_mismatch",
+                    "invalid_characters",
                 ),
                 "401": UNAUTHORIZED,
-                "403": _error(
-                    "email_unconfirmed: the account's email address is not confirmed yet; "
-                    "csrf_failed: a session request without the CSRF token."
-                ),
-                "404": _error("subject_not_found: no such subject of yours (or it was deleted)."),
+                "403": _error("email_unconfirmed", "csrf_failed"),
+                "404": _error("subject_not_found"),
                 "413": _error(
-                    "file_too_large; image_too_large: pixels per frame, DICOM frames, or decoded "
-                    "bytes (checked from the header before decoding) over the limits; "
-                    "request_too_large; too_many_queued_jobs or queue_quota_exceeded when this "
-                    "submission alone is over MAX_QUEUED_JOBS_PER_USER or "
-                    "MAX_QUEUED_BYTES_PER_USER."
+                    "file_too_large",
+                    "image_too_large",
+                    "request_too_large",
+                    "too_many_queued_jobs",
+                    "queue_quota_exceeded",
                 ),
-                "415": _error("unsupported_media_type: not an accepted image format."),
-                "422": _error(
-                    "corrupt_image: the file does not decode (truncated, or metadata such as "
-                    "a colour profile too large); anisotropic_pixels: a DICOM with non-square "
-                    "PixelSpacing; invalid_pixel_spacing: a DICOM PixelSpacing that is not a "
-                    "finite number in range."
-                ),
+                "415": _error("unsupported_media_type"),
+                "422": _error("corrupt_image", "anisotropic_pixels", "invalid_pixel_spacing"),
                 "429": {
-                    **_error(
-                        "too_many_queued_jobs: your jobs not yet finished would exceed "
-                        "MAX_QUEUED_JOBS_PER_USER (a batch counts one job per file); "
-                        "queue_quota_exceeded: their input bytes would exceed "
-                        "MAX_QUEUED_BYTES_PER_USER. Nothing was stored; retry after Retry-After "
-                        "seconds, or once some of your jobs have finished."
-                    ),
+                    **_error("too_many_queued_jobs", "queue_quota_exceeded"),
                     "headers": QUOTA_RETRY_AFTER,
                 },
-                "503": _error("queue_unavailable: nothing was stored; retry later."),
+                "503": _error("queue_unavailable", "database_unavailable"),
             },
         },
         "get": {
@@ -305,7 +318,7 @@ PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": _json("JobPage", "One page of jobs."),
-                "400": _error("invalid_query, invalid_characters."),
+                "400": _error("invalid_query", "invalid_characters"),
                 "401": UNAUTHORIZED,
             },
         },
@@ -329,10 +342,7 @@ PATHS: dict[str, Any] = {
                 "400": INVALID_CHARACTERS,
                 "401": UNAUTHORIZED,
                 "404": NOT_FOUND,
-                "409": _error(
-                    "job_finished: the job already ended; part_of_job: a step of another job "
-                    "(cancel the parent, which cancels its steps)."
-                ),
+                "409": _error("job_finished", "part_of_job"),
             },
         },
     },
@@ -347,8 +357,8 @@ PATHS: dict[str, Any] = {
                 "200": {"description": "The file.", "content": {"application/octet-stream": {}}},
                 "400": INVALID_CHARACTERS,
                 "401": UNAUTHORIZED,
-                "404": _error("job_not_found or artifact_not_found."),
-                "410": _error("artifact_gone: removed by retention."),
+                "404": _error("job_not_found", "artifact_not_found"),
+                "410": _error("artifact_gone"),
             },
         }
     },

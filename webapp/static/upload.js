@@ -15,10 +15,18 @@
     return typeSelect.options[typeSelect.selectedIndex].dataset;
   }
 
+  // The params the selected type takes (and needs), from its declaration via data- attributes.
+  const takes = (name) => selectedType().params.split(" ").includes(name);
+  const needs = (name) => selectedType().required.split(" ").includes(name);
+
   function refresh() {
-    const type = selectedType();
-    document.getElementById("spacing-field").hidden = type.needsSpacing !== "yes";
-    document.getElementById("dates-field").hidden = type.sequence !== "yes";
+    for (const field of document.querySelectorAll("[data-param]")) {
+      field.hidden = !takes(field.dataset.param);
+      const mark = field.querySelector("[data-required-mark]");
+      if (mark) mark.hidden = !needs(field.dataset.param);
+    }
+    document.getElementById("model-name").placeholder = selectedType().defaultModel
+      ? `default: ${selectedType().defaultModel}` : "";
     for (const span of document.querySelectorAll("#job-description span")) {
       span.hidden = span.dataset.type !== typeSelect.value;
     }
@@ -53,11 +61,12 @@
   dropZone.addEventListener("drop", (event) => { event.preventDefault(); addFiles(event.dataTransfer.files); });
 
   function params() {
-    const type = selectedType();
     const result = {};
     const spacing = document.getElementById("pixel-spacing").value;
-    if (type.needsSpacing === "yes" && spacing) result.pixel_spacing_mm = Number(spacing);
-    if (type.sequence === "yes") {
+    if (takes("pixel_spacing_mm") && spacing) result.pixel_spacing_mm = Number(spacing);
+    const model = document.getElementById("model-name").value.trim();
+    if (takes("model") && model) result.model = model;
+    if (takes("taken_at")) {
       const dates = Array.from(dateList.querySelectorAll("input")).map((input) => input.value);
       if (dates.some(Boolean)) result.taken_at = dates;
     }
@@ -77,9 +86,14 @@
     document.getElementById("jobs-section").hidden = false;
     ScanQueue.poll(job.url, (update) => ScanQueue.render(item, update)).then((done) => {
       const summary = item.querySelector('[data-role="summary"]');
-      if (done.error) summary.textContent = `— ${done.error.message}`;
-      else if (done.result && done.result.head_circumference_mm) summary.textContent = `— ${done.result.head_circumference_mm.toFixed(1)} mm`;
-      else if (done.result && done.result.outcome) summary.textContent = `— ${done.result.outcome}`;
+      if (done.error) { summary.textContent = `— ${done.error.message}`; return; }
+      // The result key and unit the job's type declares for its summary (data- attributes).
+      const option = Array.from(typeSelect.options).find((o) => o.value === done.type);
+      const key = option ? option.dataset.summaryKey : "";
+      const value = key && done.result ? done.result[key] : null;
+      if (value === null || value === undefined) return;
+      const shown = typeof value === "number" && !Number.isInteger(value) ? value.toFixed(1) : value;
+      summary.textContent = `— ${shown} ${option.dataset.summaryUnit}`.trimEnd();
     }).catch((error) => { item.querySelector('[data-role="summary"]').textContent = ` (${error.message})`; });
   }
 

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from core import links
 from core.database import db
-from core.jobtypes import JOB_TYPES
+from core.jobtypes import FACE_DETECTOR, JOB_TYPES, JobType
 from core.links import LinkError
 from core.outcomes import (
     OutcomeSource,
@@ -22,6 +22,7 @@ from core.outcomes import (
     record_outcome,
 )
 from core.records import FollowUp, Job, Outcome, Subject, utcnow
+from core.settings_access import current_settings
 from webapp.api.jobs import job_to_json
 from webapp.forms import ConfirmForm, SubjectForm
 from webapp.web.messages import unusable_link
@@ -157,13 +158,35 @@ def outcome(token: str) -> str | tuple[str, int]:
     )
 
 
+def form_required_params(job_type: JobType) -> list[str]:
+    """The params the upload form marks as required for the type (pixel spacing may also come
+    from a DICOM's PixelSpacing)."""
+    required = set(job_type.params_schema.get("required", ()))
+    if job_type.needs_pixel_spacing:
+        required.add("pixel_spacing_mm")
+    return sorted(required)
+
+
+def default_models() -> dict[str, str]:
+    """The registry model each type uses unless told otherwise (its first declared model)."""
+    settings = current_settings()
+    return {
+        job_type.name: getattr(settings, job_type.models[0])
+        for job_type in JOB_TYPES.values()
+        if job_type.models and job_type.models[0] != FACE_DETECTOR
+    }
+
+
 @bp.get("/upload")
 @login_required
 def upload() -> str:
-    """Pick a job type and files; the page submits to the JSON API and follows the jobs."""
+    """Pick a job type and files; the page submits to the JSON API and follows the jobs. The
+    fields each type shows come from its declaration."""
     return render_template(
         "upload.html",
         job_types=JOB_TYPES.values(),
+        form_required={t.name: form_required_params(t) for t in JOB_TYPES.values()},
+        default_models=default_models(),
         subjects=live_subjects(),
         csrf_form=ConfirmForm(),
     )
