@@ -106,9 +106,10 @@ bench: $(STAMP) ## Run the benchmarks
 
 # Real worker, gunicorn and nginx processes on Postgres and Redis: a few minutes, mostly the
 # default liveness timeouts (a killed worker's job comes back after 60-90 s).
-bench-faults: $(STAMP) test-tools ## Recovery from worker faults and hostile uploads (minutes)
+bench-faults: $(STAMP) test-tools ## Recovery from worker faults, database outages, hostile uploads (minutes)
 	$(SERVICES) --redis --postgres -- $(VENV_PY) -m benchmarks.worker_faults
 	$(SERVICES) --redis -- $(VENV_PY) -m benchmarks.hostile_uploads
+	$(SERVICES) --redis --postgres -- $(VENV_PY) -m benchmarks.database_outage --outage 60 --outage 45
 
 services-stop: ## Stop the private Redis/Postgres started by scripts/services.py
 	$(if $(wildcard $(VENV_PY)),$(VENV_PY),python3) scripts/services.py stop
