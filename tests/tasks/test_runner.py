@@ -34,6 +34,16 @@ def new_job(client: FlaskClient, png: bytes | None = None) -> uuid.UUID:
     return uuid.UUID(response.get_json()["id"])
 
 
+def claimed_max_attempts(job_id: uuid.UUID) -> int:
+    """Claim the job MAX_ATTEMPTS times, none of them finishing; the number of claims."""
+    from core.settings_access import current_settings
+
+    attempts = current_settings().MAX_ATTEMPTS
+    for _ in range(attempts):
+        assert job_state.claim(job_id, "w@host") is not None
+    return attempts
+
+
 def fetch(job_id: uuid.UUID) -> Job:
     """The job as the database has it now."""
     db.session.expire_all()
@@ -233,13 +243,9 @@ def test_a_cancel_stops_the_pipeline_at_its_next_progress_report(
 def test_a_job_delivered_again_after_max_attempts_fails_with_worker_lost(
     app: Flask, client: FlaskClient
 ) -> None:
-    from core.settings_access import current_settings
-
     job_id = new_job(client)
-    attempts = current_settings().MAX_ATTEMPTS
     # Each attempt's process died mid-job (out of memory): claimed, never finished.
-    for _ in range(attempts):
-        assert job_state.claim(job_id, "w@host") is not None
+    attempts = claimed_max_attempts(job_id)
 
     def never(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
         raise AssertionError("must not run again")
@@ -261,13 +267,9 @@ def test_a_job_below_max_attempts_runs_again(app: Flask, client: FlaskClient) ->
 def test_database_outage_retries_do_not_count_as_lost_processes(
     app: Flask, client: FlaskClient
 ) -> None:
-    from core.settings_access import current_settings
-
     job_id = new_job(client)
-    attempts = current_settings().MAX_ATTEMPTS
     # Every claim so far ended in a database-outage retry (the task's own retry, not a death).
-    for _ in range(attempts):
-        assert job_state.claim(job_id, "w@host") is not None
+    attempts = claimed_max_attempts(job_id)
     retried = perimeter_task(app).apply(args=[str(job_id)], retries=attempts)
     assert retried.get() == "succeeded"
     assert fetch(job_id).attempts == attempts + 1

@@ -13,23 +13,15 @@ from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless
 
 from pipelines.limits import DEFAULT_MAX_FRAMES
 from tests.builders import (
-    bearer,
     deflated_dicom,
     encapsulated_dicom,
     encode,
-    make_user,
     multiframe_dicom,
     rle_bomb_dicom,
     submit_job,
     with_trailing_elements,
 )
 from tests.webapp.api.test_jobs import assert_nothing_stored
-
-
-@pytest.fixture
-def headers(client: FlaskClient) -> dict[str, str]:
-    """A signed-in user's authorization headers."""
-    return bearer(client, make_user().email)
 
 
 @functools.cache

@@ -13,12 +13,6 @@ from core.records import Job
 from tests.builders import bearer, encode, face_photo, make_user, no_face_photo, submit_job
 
 
-@pytest.fixture
-def headers(client: FlaskClient) -> dict[str, str]:
-    """A signed-in user's authorization headers."""
-    return bearer(client, make_user().email)
-
-
 def photos(count: int) -> list[tuple[bytes, str]]:
     photo = face_photo()
     return [(photo, f"day{index:02d}.jpg") for index in range(count)]

@@ -15,19 +15,11 @@ from core.database import db
 from core.records import Job, JobInput
 from tests.builders import (
     DEFAULT_PASSWORD,
-    bearer,
     dicom_with_spacing,
     ellipse_mask_png,
     encode,
-    make_user,
     submit_job,
 )
-
-
-@pytest.fixture
-def headers(client: FlaskClient) -> dict[str, str]:
-    """A signed-in user's authorization headers."""
-    return bearer(client, make_user().email)
 
 
 def assert_nothing_stored(media_root: Path) -> None:

@@ -16,13 +16,6 @@ from tests.builders import bearer, blank_png, ellipse_mask_png, encode, make_use
 from tests.conftest import build_app
 
 
-@pytest.fixture
-def headers(client: FlaskClient) -> dict[str, str]:
-    """A signed-in user's authorization headers."""
-    user = make_user()
-    return bearer(client, user.email)
-
-
 def stored_files(media_root: Path) -> list[Path]:
     """Every file under the media root."""
     return [path for path in media_root.rglob("*") if path.is_file()]

@@ -20,12 +20,6 @@ from core.settings_access import current_settings
 from tests.builders import bearer, ellipse_mask_png, make_user, submit_job
 
 
-@pytest.fixture
-def headers(client: FlaskClient) -> dict[str, str]:
-    """A signed-in user's authorization headers."""
-    return bearer(client, make_user().email)
-
-
 def limit(monkeypatch: pytest.MonkeyPatch, **values: int) -> None:
     """Set quota settings on the running app for this test."""
     for name, value in values.items():

@@ -5,18 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from flask.testing import FlaskClient
 
 from core.database import db
 from core.records import Job
-from tests.builders import bearer, dicom_bytes, ellipse_mask_png, make_user, submit_job
-
-
-@pytest.fixture
-def headers(client: FlaskClient) -> dict[str, str]:
-    """A signed-in user's authorization headers."""
-    return bearer(client, make_user().email)
+from tests.builders import dicom_bytes, ellipse_mask_png, submit_job
 
 
 def scan_png() -> bytes:
