@@ -56,6 +56,19 @@ def subject_measurements(subject_id: int, owner_id: int) -> list[Job]:
     return list(db.session.scalars(statement))
 
 
+def image_growth(job: Job, sha256: str) -> tuple[Job | None, dict[str, Any]]:
+    """For one image of a job on a subject: the head measurement of the same image, if any, and
+    its growth fields; without one, only the age at the job's scan (head fields null)."""
+    head = (
+        measurement_of_image(job.subject_id, job.owner_id, sha256)
+        if job.subject_id is not None
+        else None
+    )
+    if head is not None:
+        return head, growth_fields(head)
+    return None, head_growth(None, job_gestational_age(job))
+
+
 def measurement_of_image(subject_id: int, owner_id: int, sha256: str) -> Job | None:
     """The owner's newest successful head measurement of the subject made on this very image
     (the same file, by sha256)."""
