@@ -74,6 +74,21 @@ def test_the_head_is_placed_on_the_growth_standard_for_its_age(scan: Path, tmp_p
     assert unknown["hc_centile_unavailable"] == "gestational_age_unknown"
 
 
+def test_every_result_field_is_documented(scan: Path, tmp_path: Path) -> None:
+    """What the pipeline returns is what the OpenAPI document (the declaration) describes."""
+    import jsonschema
+
+    from core.jobtypes.head_circumference import RESULT_SCHEMA
+
+    closed = {**RESULT_SCHEMA, "additionalProperties": False}
+    mask = write(tmp_path / "mask.png", ellipse_mask(200, 150))
+    empty = write(tmp_path / "empty.png", np.zeros((540, 800)))
+    for mask_path, days in ((mask, 161), (mask, 300), (empty, 161), (mask, None)):
+        age = GestationalAge(days, AgeSource.PARAMS) if days else None
+        result = measure_head(scan, mask_path, {"pixel_spacing_mm": 0.1}, age=age).result
+        jsonschema.validate(result, closed)
+
+
 def test_implausible_size_and_border_are_flagged(scan: Path, tmp_path: Path) -> None:
     mask = write(tmp_path / "mask.png", ellipse_mask(30, 20))
     flags = measure_head(scan, mask, {"pixel_spacing_mm": 0.1}).result["quality_flags"]
