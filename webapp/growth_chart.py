@@ -38,8 +38,13 @@ def weeks_and_days(days: int) -> str:
 
 
 def ordinal(centile: float) -> str:
-    """'3rd', '10th', '50th', '97th', '21st', '42nd' (a whole centile)."""
+    """The centile as an ordinal: '3rd', '10th', '21st', '42nd'; '<1st' and '>99th' at the ends
+    (rounding would say '0th' or '100th')."""
     whole = round(centile)
+    if whole < 1:
+        return "<1st"
+    if whole > 99:
+        return ">99th"
     suffix = "th" if 10 <= whole % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(whole % 10, "th")
     return f"{whole}{suffix}"
 

@@ -162,3 +162,14 @@ def test_outside_the_standard_the_job_page_says_so(client: FlaskClient) -> None:
     svg = svg_of(page)
     [circle] = links(svg).values()
     assert float(circle.get("cx", "")) < min(x for x, _ in curves(svg)[50])
+
+
+def test_centiles_read_as_ordinals() -> None:
+    from webapp.growth_chart import ordinal, weeks_and_days
+
+    labels = [ordinal(c) for c in (0.2, 1, 2.6, 3, 11.4, 12, 13, 21, 22, 50, 97, 99.4, 99.8)]
+    assert labels == [
+        "<1st", "1st", "3rd", "3rd", "11th", "12th", "13th", "21st", "22nd", "50th", "97th",
+        "99th", ">99th",
+    ]  # fmt: skip
+    assert weeks_and_days(143) == "20+3" and weeks_and_days(98) == "14+0"
