@@ -5,6 +5,8 @@ to the mask at the scan's full resolution and reports the HC18 fields in mm. A m
 plausible head still gives a result, with quality flags saying why it should not be trusted:
 ``no_head_found`` (empty or too small to fit), ``multiple_components``, ``touches_border``,
 ``poor_fit`` (not elliptical), ``implausible_size`` (outside 30-400 mm, beyond any fetal head).
+Given the gestational age at the scan, the result also places the head on the INTERGROWTH-21st
+standard (``pipelines.fetal_growth``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pipelines.base import (
     ProgressCallback,
     no_progress,
 )
+from pipelines.fetal_growth import GestationalAge, head_growth
 from pipelines.limits import DEFAULT_LIMITS, ImageLimits
 from pipelines.perimeter import (
     PerimeterMeasurement,
@@ -52,8 +55,10 @@ def measure_head(
     progress: ProgressCallback = no_progress,
     boundary_offset_px: float = 0.0,
     limits: ImageLimits = DEFAULT_LIMITS,
+    age: GestationalAge | None = None,
 ) -> PipelineOutput:
-    """HC in mm with the fitted ellipse over the scan, or a flagged empty result.
+    """HC in mm with the fitted ellipse over the scan, or a flagged empty result; both with the
+    growth fields for the gestational age ``age`` (unknown when None).
 
     ``boundary_offset_px`` (from the model's manifest) moves the fitted ellipse inwards: a model
     trained on masks drawn with their outline predicts a boundary that far outside the contour.
@@ -78,6 +83,7 @@ def measure_head(
         result = {"head_circumference_mm": None, "pixel_spacing_mm": spacing}
         result |= dict.fromkeys(HC18_FIELDS)
         result["quality_flags"] = ["no_head_found"]
+        result |= head_growth(None, age)
         overlay = overlay_png(scan.pixels, mask.astype("uint8"))
         return PipelineOutput(result, [ArtifactData("overlay.png", "image/png", overlay)])
     fields = measurement.as_result()
@@ -93,5 +99,6 @@ def measure_head(
         "quality_flags": flags,
     }
     del result["circumference_mm"]
+    result |= head_growth(result["head_circumference_mm"], age)
     overlay = render_overlay(mask, measurement, background=scan.pixels)
     return PipelineOutput(result, [ArtifactData("overlay.png", "image/png", overlay)])

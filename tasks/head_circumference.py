@@ -10,6 +10,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from core.database import db
+from core.head_measurements import job_gestational_age
 from core.jobtypes.head_circumference import JOB_TYPE
 from core.records import Job
 from core.settings_access import current_settings
@@ -46,7 +47,8 @@ def segment_head(self: Task, job_id: str) -> str:
 
 @shared_task(name=MEASURE.task_name, bind=True)
 def measure(self: Task, job_id: str) -> str:
-    """Stage 2: fit the ellipse to the stage-1 mask and record the circumference."""
+    """Stage 2: fit the ellipse to the stage-1 mask and record the circumference, placed on the
+    growth standard for the gestational age at the scan."""
     settings = current_settings()
     storage = MediaStorage(settings.MEDIA_ROOT)
     mask_path = storage.resolve(storage.artifact_path(uuid.UUID(job_id), MASK_ARTIFACT))
@@ -55,6 +57,10 @@ def measure(self: Task, job_id: str) -> str:
         inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
     ) -> PipelineOutput:
         offset = boundary_offset(settings.MODEL_DIR, uuid.UUID(job_id))
-        return measure_head(inputs[0], mask_path, params, progress, offset, settings.image_limits)
+        job = db.session.get(Job, uuid.UUID(job_id))
+        age = job_gestational_age(job) if job is not None else None
+        return measure_head(
+            inputs[0], mask_path, params, progress, offset, settings.image_limits, age
+        )
 
     return run_job(self, job_id, measure_stage)

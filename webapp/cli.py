@@ -11,6 +11,7 @@ from flask.cli import AppGroup
 
 from core.database import db
 from core.dead_letters import count_dead_letters, dead_letters
+from core.head_measurements import image_growth
 from core.records import FollowUp, User, utcnow
 from core.settings_access import current_settings
 from core.storage import MediaStorage
@@ -67,6 +68,17 @@ EXPORT_COLUMNS = (
     "outcome",
     "outcome_at",
     "outcome_source",
+    # The age at the scan and, when the same image (by sha256) also had its head measured, that
+    # measurement on the INTERGROWTH-21st standard.
+    "gestational_age_days",
+    "gestational_age_source",
+    "head_circumference_job_id",
+    "head_circumference_mm",
+    "gestational_age_from_hc_days",
+    "hc_expected_mm",
+    "hc_z_score",
+    "hc_centile",
+    "growth_flags",
 )
 
 
@@ -75,8 +87,9 @@ EXPORT_COLUMNS = (
     "--output", type=click.Path(dir_okay=False, writable=True), help="CSV file (default: stdout)"
 )
 def export_outcomes(output: str | None) -> None:
-    """Write the labelled image list (images, prediction, confirmed outcome) as CSV: the ground
-    truth for retraining. One row per image of each prediction whose outcome is known."""
+    """Write the labelled image list (images, prediction, confirmed outcome, gestational age and
+    head measurement) as CSV: the ground truth for retraining. One row per image of each
+    prediction whose outcome is known."""
     storage = MediaStorage(current_settings().MEDIA_ROOT)
     followups = db.session.scalars(
         db.select(FollowUp).where(FollowUp.outcome.is_not(None)).order_by(FollowUp.id)
@@ -91,6 +104,7 @@ def export_outcomes(output: str | None) -> None:
             result = job.result or {}
             per_image = {item["position"]: item for item in result.get("images", [])}
             for item in job.inputs:
+                head, growth = image_growth(job, item.sha256)
                 writer.writerow(
                     [
                         followup.subject_id,
@@ -107,6 +121,15 @@ def export_outcomes(output: str | None) -> None:
                         followup.outcome,
                         followup.outcome_at.isoformat() if followup.outcome_at else "",
                         followup.outcome_source,
+                        growth["gestational_age_days"],
+                        growth["gestational_age_source"],
+                        head.id if head else None,
+                        (head.result or {}).get("head_circumference_mm") if head else None,
+                        growth["gestational_age_from_hc_days"],
+                        growth["hc_expected_mm"],
+                        growth["hc_z_score"],
+                        growth["hc_centile"],
+                        " ".join(growth["growth_flags"]),
                     ]
                 )
                 rows += 1

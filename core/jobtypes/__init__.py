@@ -14,7 +14,7 @@ from core.jobtypes.params import invalid_params, order_by_taken_at, parse_taken_
 from core.jobtypes.spec import FACE_DETECTOR, JobRequestError, JobType, Stage
 
 # Modules of this package that hold building blocks, not a job type.
-_NOT_TYPES = {"params", "spec"}
+_NOT_TYPES = {"growth", "params", "spec"}
 
 
 def _declared() -> dict[str, JobType]:

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from core.jobtypes import perimeter, segmentation
+from core.jobtypes.growth import AGE_PARAMS_SCHEMA, GROWTH_RESULT_SCHEMA, validate_age_params
+from core.jobtypes.params import object_schema, reject_unknown
 from core.jobtypes.spec import SCAN_FORMATS, JobType, Stage
 from core.queue_names import CPU_QUEUE, GPU_QUEUE
 
 MODULE = "tasks.head_circumference"
 NUMBER_OR_NULL = {"type": ["number", "null"]}
+PARAMS_SCHEMA = object_schema({**segmentation.PARAMS_SCHEMA["properties"], **AGE_PARAMS_SCHEMA})
+
+
+def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Segmentation's params (pixel_spacing_mm, optional: a DICOM may carry it), and what dates
+    the scan: gestational_age_days, scan_date."""
+    reject_unknown(params, set(PARAMS_SCHEMA["properties"]))
+    resolved = segmentation.validate_params(
+        {name: value for name, value in params.items() if name not in AGE_PARAMS_SCHEMA}
+    )
+    return resolved | validate_age_params(params)
+
 
 RESULT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -24,6 +39,7 @@ RESULT_SCHEMA: dict[str, Any] = {
             "description": "mm; null when no head was found (flag no_head_found).",
         },
         "boundary_offset_px": NUMBER_OR_NULL,
+        **GROWTH_RESULT_SCHEMA,
         "quality_flags": {
             "type": "array",
             "items": {
@@ -46,7 +62,9 @@ JOB_TYPE = JobType(
         "Fetal head circumference from an ultrasound image (PNG, JPEG, TIFF or DICOM): "
         "segmentation on a GPU worker, then an ellipse fit at full resolution: HC, "
         "semi-axes, centre and angle in mm, mask and overlay, quality flags. Needs "
-        "pixel_spacing_mm unless the DICOM has PixelSpacing."
+        "pixel_spacing_mm unless the DICOM has PixelSpacing. With the gestational age at the "
+        "scan (gestational_age_days, or the subject's due date), the HC's z-score and centile "
+        "on the INTERGROWTH-21st standard."
     ),
     stages=(
         Stage(
@@ -59,9 +77,10 @@ JOB_TYPE = JobType(
         Stage("scanqueue.head_circumference.measure", CPU_QUEUE, MODULE),
     ),
     image_formats=SCAN_FORMATS,
-    # Same params as segmentation (pixel_spacing_mm optional in the params, required overall).
-    validate_params=segmentation.validate_params,
-    params_schema=segmentation.PARAMS_SCHEMA,
+    # Segmentation's params (pixel_spacing_mm optional in the params, required overall) and the
+    # scan's age.
+    validate_params=validate_params,
+    params_schema=PARAMS_SCHEMA,
     result_schema=RESULT_SCHEMA,
     max_files=30,
     one_job_per_file=True,

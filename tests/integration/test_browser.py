@@ -1,10 +1,12 @@
 """A real browser (Debian's headless Chromium, driven by Playwright) signs in, uploads an HC18
-image, watches the progress bar reach done, and finds the circumference and the overlay."""
+image, watches the progress bar reach done, and finds the circumference, the overlay, the centile
+and the growth chart."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "test-output" / "browser"
 # A validation-split image (never seen in training), 800x540.
 IMAGE = "000_HC.png"
+DUE = date(2027, 3, 20)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def test_upload_watch_progress_and_see_the_measurement(
         user = make_user()
         email = user.email
         # A name that would run as script if it reached one (the page's CSP forbids inline script).
-        subject_id = make_subject(user, name="Ann'); alert('xss'); ('").id
+        subject_id = make_subject(user, name="Ann'); alert('xss'); ('", due_date=DUE).id
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -64,8 +67,11 @@ def test_upload_watch_progress_and_see_the_measurement(
 
         page.goto(f"{site}/upload")
         page.select_option("#job-type", "head_circumference")
+        page.select_option("#subject", str(subject_id))
         page.set_input_files("#file-input", str(image.image_path))
         page.fill("#pixel-spacing", str(image.pixel_size_mm))
+        # Scanned 130 days before the due date: 150 days (21+3 weeks) old.
+        page.fill("#scan-date", (DUE - timedelta(days=130)).isoformat())
         page.click("#submit")
         row = page.locator("#job-list li").first
         expect(row.locator('[data-role="status"]')).to_have_text(
@@ -83,11 +89,18 @@ def test_upload_watch_progress_and_see_the_measurement(
         overlay = page.locator('img[alt="overlay.png"]')
         expect(overlay).to_be_visible()
         assert overlay.evaluate("img => img.complete && img.naturalWidth") == 800
+        expect(page.locator('[data-role="centile"]')).to_contain_text(
+            "centile of the INTERGROWTH-21st standard"
+        )
+        expect(page.locator(".growth-chart a.measurement.highlighted circle")).to_be_visible()
         page.screenshot(path=str(SCREENSHOTS / "job-result.png"), full_page=True)
 
         # Deleting a subject asks first (confirm.js, from the form's data-confirm); the name is
         # shown as text. Dismissed, nothing happens.
         page.goto(f"{site}/subjects/{subject_id}")
+        expect(page.locator(".growth-chart polyline.centile")).to_have_count(5)
+        expect(page.locator(".growth-chart a.measurement")).to_have_count(1)
+        page.screenshot(path=str(SCREENSHOTS / "growth-chart.png"), full_page=True)
         dialogs = []
         page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.click("button.danger")

@@ -11,8 +11,9 @@ import pytest
 from flask.testing import FlaskClient
 from skimage import data
 
+from pipelines import intergrowth
 from pipelines.perimeter import ellipse_circumference
-from tests.builders import dicom_bytes, encode, submit_job
+from tests.builders import bearer, dicom_bytes, encode, make_subject, make_user, submit_job
 from tests.integration.conftest import TEST_MODEL, WorkerStack, wait_for_final
 
 pytestmark = pytest.mark.integration
@@ -83,3 +84,30 @@ def test_a_photo_that_is_not_an_ultrasound_gets_a_flagged_result(stack_client: C
     job = run_job(client, headers, [(photo, "coffee.jpg")], {"pixel_spacing_mm": SPACING})
     assert job["status"] == "succeeded"
     assert job["result"]["quality_flags"], job["result"]
+
+
+def test_the_subject_due_date_gives_the_age_and_the_centile(stack_client: Client) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from PIL import Image
+
+    client, _ = stack_client
+    owner = make_user()
+    headers = bearer(client, owner.email)
+    # Due in 130 days: the scan submitted today is 280 - 130 = 150 days (21+3 weeks) old.
+    due = datetime.now(UTC).date() + timedelta(days=130)
+    subject = make_subject(owner, due_date=due)
+    png = encode(Image.fromarray(bright_ellipse()), "PNG")
+    response = submit_job(
+        client, headers, [(png, "head.png")], {"pixel_spacing_mm": SPACING},
+        job_type="head_circumference", subject_id=str(subject.id),
+    )  # fmt: skip
+    job = wait_for_final(client, headers, response.headers["Location"])
+
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert result["gestational_age_days"] == 150
+    assert result["gestational_age_source"] == "due_date"
+    hc = result["head_circumference_mm"]
+    assert result["hc_z_score"] == pytest.approx(intergrowth.z_score(hc, 150), abs=1e-3)
+    assert result["hc_centile"] is not None and result["hc_centile_unavailable"] is None

@@ -1,28 +1,19 @@
-"""Hadlock's formula, and the committed trimester classifier on real validation images."""
+"""Trimester labels by Hadlock's formula, and the committed trimester classifier on real
+validation images."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import pytest
 from scipy.stats import binom
 
 from core.config import load_settings
 from lab.hc18 import SPLIT_FILE, list_images
 from lab.train_classifier import MODEL_NAME, arrays
-from lab.trimester import gestational_age_weeks, trimester_index
+from lab.trimester import trimester_index
 from models.serving import ModelCache
 from tests.conftest import HC18_DIR
-
-
-@pytest.mark.parametrize(
-    ("hc_mm", "weeks"),
-    # Hadlock 1984 (HC in cm): 8.96 + 0.540 HC + 0.0003 HC^3.
-    [(100.0, 8.96 + 5.40 + 0.30), (175.0, 8.96 + 9.45 + 0.0003 * 17.5**3), (300.0, 33.26)],
-)
-def test_hadlock_gestational_age(hc_mm: float, weeks: float) -> None:
-    assert gestational_age_weeks(hc_mm) == pytest.approx(weeks, abs=0.01)
 
 
 def test_trimester_boundaries_are_14_and_28_weeks() -> None:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines import intergrowth
 from pipelines.base import PipelineError
+from pipelines.fetal_growth import AgeSource, GestationalAge
 from pipelines.head_circumference import measure_head
 from pipelines.perimeter import ellipse_circumference
 from tests.builders import dicom_bytes
@@ -54,6 +56,37 @@ def test_empty_mask_gives_a_flagged_result_not_a_failure(scan: Path, tmp_path: P
     assert output.result["head_circumference_mm"] is None
     assert output.result["quality_flags"] == ["no_head_found"]
     assert output.artifacts[0].name == "overlay.png"
+
+
+def test_the_head_is_placed_on_the_growth_standard_for_its_age(scan: Path, tmp_path: Path) -> None:
+    mask = write(tmp_path / "mask.png", ellipse_mask(200, 150))
+    age = GestationalAge(161, AgeSource.DUE_DATE)  # 23+0 weeks
+    result = measure_head(scan, mask, {"pixel_spacing_mm": 0.1}, age=age).result
+    hc = result["head_circumference_mm"]  # about 110 mm: far below the 3rd centile (192.6)
+    assert result["gestational_age_days"] == 161
+    assert result["hc_z_score"] == pytest.approx(intergrowth.z_score(hc, 161), abs=1e-3)
+    assert result["growth_flags"] == ["below_3rd_centile"]
+    empty = write(tmp_path / "empty.png", np.zeros((540, 800)))
+    nothing = measure_head(scan, empty, {"pixel_spacing_mm": 0.1}, age=age).result
+    assert nothing["hc_centile_unavailable"] == "no_head_found"
+    assert nothing["gestational_age_days"] == 161
+    unknown = measure_head(scan, mask, {"pixel_spacing_mm": 0.1}).result
+    assert unknown["hc_centile_unavailable"] == "gestational_age_unknown"
+
+
+def test_every_result_field_is_documented(scan: Path, tmp_path: Path) -> None:
+    """What the pipeline returns is what the OpenAPI document (the declaration) describes."""
+    import jsonschema
+
+    from core.jobtypes.head_circumference import RESULT_SCHEMA
+
+    closed = {**RESULT_SCHEMA, "additionalProperties": False}
+    mask = write(tmp_path / "mask.png", ellipse_mask(200, 150))
+    empty = write(tmp_path / "empty.png", np.zeros((540, 800)))
+    for mask_path, days in ((mask, 161), (mask, 300), (empty, 161), (mask, None)):
+        age = GestationalAge(days, AgeSource.PARAMS) if days else None
+        result = measure_head(scan, mask_path, {"pixel_spacing_mm": 0.1}, age=age).result
+        jsonschema.validate(result, closed)
 
 
 def test_implausible_size_and_border_are_flagged(scan: Path, tmp_path: Path) -> None:

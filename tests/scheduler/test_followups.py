@@ -15,10 +15,12 @@ from flask.testing import FlaskClient
 
 import tasks.mail  # noqa: F401  (registers the email task with the app's Celery)
 from core.database import db
+from core.head_measurements import utc_date
 from core.mailer import claim, send_claimed
-from core.outcomes import outcome_token
-from core.records import FollowUp, OutboundEmail, Outcome
+from core.outcomes import answer_on_subject_page, outcome_token
+from core.records import FollowUp, Job, JobInput, JobStatus, OutboundEmail, Outcome
 from core.settings_access import current_settings
+from pipelines.fetal_growth import AgeSource, GestationalAge, head_growth
 from scheduler.followups import request_due_followups
 from scripts.mail_sink import MailSink
 from tests.builders import (
@@ -202,6 +204,53 @@ def test_export_writes_the_labelled_images(app: Flask, client: FlaskClient, tmp_
     assert {(row["prediction"], row["outcome"], row["outcome_source"]) for row in rows} == {
         ("third", "wrong", "subject_page")
     }
+
+
+def test_export_carries_the_age_and_the_head_measurement_of_the_same_image(
+    app: Flask, tmp_path: Path
+) -> None:
+    owner = make_user()
+    subject = make_subject(owner, due_date=TODAY)
+    prediction = make_prediction(subject, images=2)
+    prediction.inputs[1].sha256 = "1" * 64  # only the first image also had its head measured
+    growth = head_growth(250.0, GestationalAge(200, AgeSource.DUE_DATE))
+    measured = Job(
+        owner_id=owner.id,
+        subject_id=subject.id,
+        type="head_circumference",
+        status=JobStatus.SUCCEEDED.value,
+        params={},
+        result={"head_circumference_mm": 250.0, **growth},
+    )
+    measured.inputs.append(
+        JobInput(
+            position=0,
+            filename="head.png",
+            content_type="image/png",
+            size=1,
+            sha256="0" * 64,
+            storage_path="jobs/y/inputs/0.png",
+        )
+    )
+    db.session.add(measured)
+    db.session.commit()
+    answer_on_subject_page(subject, Outcome.RIGHT)
+
+    target = tmp_path / "outcomes.csv"
+    result = app.test_cli_runner().invoke(args=["outcomes", "export", "--output", str(target)])
+
+    assert result.exit_code == 0, result.output
+    first, second = csv.DictReader(target.open())
+    assert first["head_circumference_job_id"] == str(measured.id)
+    assert first["head_circumference_mm"] == "250.0" and first["gestational_age_days"] == "200"
+    assert first["hc_centile"] == str(growth["hc_centile"]) and growth["hc_centile"] is not None
+    assert first["hc_z_score"] == str(growth["hc_z_score"])
+    assert first["growth_flags"] == " ".join(growth["growth_flags"])
+    # No measurement of the second image: only its age, from the due date and the job's day.
+    age = 280 - (TODAY - utc_date(prediction.created_at)).days
+    assert second["gestational_age_days"] == str(age)
+    assert second["gestational_age_source"] == "due_date"
+    assert second["head_circumference_job_id"] == second["hc_centile"] == ""
 
 
 def test_link_path_helper_reads_email_links() -> None:

@@ -70,6 +70,10 @@
       const dates = Array.from(dateList.querySelectorAll("input")).map((input) => input.value);
       if (dates.some(Boolean)) result.taken_at = dates;
     }
+    const scanDate = document.getElementById("scan-date").value;
+    if (takes("scan_date") && scanDate) result.scan_date = scanDate;
+    const age = document.getElementById("gestational-age").value;
+    if (takes("gestational_age_days") && age) result.gestational_age_days = Number(age);
     return result;
   }
 

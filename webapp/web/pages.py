@@ -12,7 +12,9 @@ from werkzeug.wrappers import Response
 
 from core import links
 from core.database import db
+from core.head_measurements import growth_fields, subject_measurements
 from core.jobtypes import FACE_DETECTOR, JOB_TYPES, JobType
+from core.jobtypes.head_circumference import JOB_TYPE as HEAD_CIRCUMFERENCE
 from core.links import LinkError
 from core.outcomes import (
     OutcomeSource,
@@ -21,13 +23,16 @@ from core.outcomes import (
     read_outcome_token,
     record_outcome,
 )
-from core.records import FollowUp, Job, Outcome, Subject, utcnow
+from core.records import FollowUp, Job, JobStatus, Outcome, Subject, utcnow
 from core.settings_access import current_settings
 from webapp.api.jobs import job_to_json
 from webapp.forms import ConfirmForm, SubjectForm
+from webapp.growth_chart import GrowthChart, growth_chart, ordinal, weeks_and_days
 from webapp.web.messages import unusable_link
 
 bp = Blueprint("pages", __name__)
+bp.add_app_template_filter(weeks_and_days, "weeks_days")
+bp.add_app_template_filter(ordinal, "ordinal")
 
 RECENT_JOBS = 20
 
@@ -112,10 +117,13 @@ def subject(subject_id: int) -> str:
     """A subject's uploads, jobs and results."""
     found = owned_subject(subject_id)
     jobs = [job for job in found.jobs if job.parent_id is None]
+    measurements = subject_measurements(found.id, current_user.id)
+    chart = growth_chart(measurements, chart_title(found.label)) if measurements else None
     return render_template(
         "subject.html",
         subject=found,
         jobs=jobs,
+        growth_chart=chart,
         delete_form=ConfirmForm(),
         prediction=latest_prediction(found.id),
         followup=db.session.scalar(db.select(FollowUp).filter_by(subject_id=found.id)),
@@ -200,6 +208,23 @@ def _duration(start: datetime | None, end: datetime | None) -> str | None:
     return f"{(end - start).total_seconds():.1f} s"
 
 
+def chart_title(label: str) -> str:
+    """The growth chart's title for a subject (or a single measurement)."""
+    return f"Head circumference for gestational age: {label}"
+
+
+def job_growth_chart(job: Job) -> GrowthChart | None:
+    """A head measurement's place on its subject's growth chart (on its own without a subject);
+    None until it has succeeded."""
+    if job.status != JobStatus.SUCCEEDED.value:
+        return None
+    subject = job.subject
+    if subject is None or subject.deleted_at is not None:
+        return growth_chart([job], chart_title("this measurement"), highlight=job.id)
+    measurements = subject_measurements(subject.id, current_user.id)
+    return growth_chart(measurements, chart_title(subject.label), highlight=job.id)
+
+
 @bp.get("/jobs/<uuid:job_id>")
 @login_required
 def job(job_id: uuid.UUID) -> str:
@@ -208,6 +233,7 @@ def job(job_id: uuid.UUID) -> str:
     if found is None or found.owner_id != current_user.id:
         abort(404)
     view: dict[str, Any] = job_to_json(found)
+    head = found.type == HEAD_CIRCUMFERENCE.name
     return render_template(
         "job.html",
         job=found,
@@ -216,4 +242,6 @@ def job(job_id: uuid.UUID) -> str:
         queued_for=_duration(found.created_at, found.started_at),
         ran_for=_duration(found.started_at, found.finished_at),
         job_type=JOB_TYPES.get(found.type),
+        growth=growth_fields(found) if head else {},
+        growth_chart=job_growth_chart(found) if head else None,
     )

@@ -63,3 +63,17 @@ def test_one_bad_file_refuses_the_whole_batch(
     assert "bad.png" in response.get_json()["error"]["message"]
     assert db.session.scalar(db.select(db.func.count()).select_from(Job)) == 0
     assert not any(path.is_file() for path in media_root.rglob("*"))
+
+
+def test_the_scan_can_be_dated_and_a_bad_date_is_refused(
+    client: FlaskClient, headers: dict[str, str]
+) -> None:
+    dated = {"pixel_spacing_mm": 0.1, "gestational_age_days": 143, "scan_date": "2026-11-18"}
+    response = submit_job(client, headers, [(scan_png(), "a.png")], dated, "head_circumference")
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["params"] == dated
+    for bad in ({"scan_date": "18/11/2026"}, {"gestational_age_days": 400}):
+        params = {"pixel_spacing_mm": 0.1, **bad}
+        refused = submit_job(client, headers, [(scan_png(), "a.png")], params, "head_circumference")
+        assert refused.status_code == 400
+        assert refused.get_json()["error"]["code"] == "invalid_params", bad

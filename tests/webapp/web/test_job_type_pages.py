@@ -58,7 +58,14 @@ def test_the_upload_form_offers_every_type_with_its_declared_params(client: Flas
     assert JOB_TYPES["head_circumference"].needs_pixel_spacing
     # Every field the form can fill belongs to a param some type takes.
     all_params = set().union(*(job_type.param_names for job_type in JOB_TYPES.values()))
-    assert form.fields <= all_params and {"pixel_spacing_mm", "taken_at", "model"} <= form.fields
+    assert form.fields <= all_params
+    assert {
+        "pixel_spacing_mm",
+        "taken_at",
+        "model",
+        "scan_date",
+        "gestational_age_days",
+    } <= form.fields
     assert form.options["classification"]["data-default-model"] == "hc18-trimester"
 
 
