@@ -12,22 +12,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Flask, Response, g, request, request_finished, request_started
+from flask import Flask, Response, request, request_finished, request_started
 
 from core.metrics import HTTP_REQUEST_DURATION
 
 UNMATCHED = "unmatched"
 # Any other method a client invents is counted as "other": labels must stay few.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_STARTED = "_metrics_started"
+# In the WSGI environ, which belongs to this request alone.
+_STARTED = "scanqueue.request_started"
 
 
 def _started(_sender: Flask, **_extra: Any) -> None:
-    setattr(g, _STARTED, time.perf_counter())
+    request.environ[_STARTED] = time.perf_counter()
 
 
 def _finished(_sender: Flask, response: Response, **_extra: Any) -> None:
-    started = g.get(_STARTED)
+    started = request.environ.get(_STARTED)
     if started is None:
         return
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED
