@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 
+from core import metrics_export as _metrics
 from core.config import load_settings
-from core.metrics_export import process_exited, remove_directory, start_fresh_directory
 
 _settings = load_settings()
 
@@ -63,14 +63,14 @@ _metrics_dir = None
 def on_starting(server: object) -> None:
     """Before the first fork: this node's own, empty metrics directory."""
     global _metrics_dir
-    _metrics_dir = start_fresh_directory("web-")
+    _metrics_dir = _metrics.start_fresh_directory("web-")
 
 
 def child_exit(server: object, worker: object) -> None:
     """A process ended: drop its live gauges from the node's sum."""
-    process_exited(worker.pid)  # type: ignore[attr-defined]
+    _metrics.process_exited(worker.pid)  # type: ignore[attr-defined]
 
 
 def on_exit(server: object) -> None:
     """The node stops: its metrics directory goes with it."""
-    remove_directory(_metrics_dir)
+    _metrics.remove_directory(_metrics_dir)

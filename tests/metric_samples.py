@@ -38,3 +38,8 @@ def label_values(text: str, prefix: str = "scanqueue_") -> set[str]:
 def id_like_labels(text: str) -> set[str]:
     """Label values of our metrics that look like an id."""
     return {label for label in label_values(text) if ID_LIKE.search(label)}
+
+
+def moved(before: str, after: str, name: str, **labels: str) -> float:
+    """How much a sample grew between two scrapes."""
+    return value(after, name, **labels) - value(before, name, **labels)

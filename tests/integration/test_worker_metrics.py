@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from tests.builders import blank_png, ellipse_mask_png, submit_job
 from tests.integration.conftest import TEST_MODEL, WorkerStack, wait_for_final
-from tests.metric_samples import id_like_labels, value
+from tests.metric_samples import id_like_labels, moved, value
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +35,6 @@ def test_worker_metrics_count_each_ended_job_once_with_its_times(
     client, headers = stack_client
     before = worker_stack.metrics()
 
-    def moved(name: str, text: str, **labels: str) -> float:
-        return value(text, name, **labels) - value(before, name, **labels)
-
     good = submit_job(client, headers, [(ellipse_mask_png(), "m.png")])
     bad = submit_job(client, headers, [(blank_png(), "b.png")])
     assert good.status_code == bad.status_code == 202
@@ -47,13 +44,14 @@ def test_worker_metrics_count_each_ended_job_once_with_its_times(
 
     after = settle(
         worker_stack.metrics,
-        lambda text: moved("scanqueue_job_run_seconds_count", text, type=TYPE) >= 2,
+        lambda text: moved(before, text, "scanqueue_job_run_seconds_count", type=TYPE) >= 2,
     )
-    assert moved("scanqueue_jobs_succeeded_total", after, type=TYPE) == 1
-    assert moved("scanqueue_jobs_failed_total", after, type=TYPE, error_code="empty_mask") == 1
-    assert moved("scanqueue_job_queue_wait_seconds_count", after, type=TYPE) == 2
-    assert moved("scanqueue_job_run_seconds_count", after, type=TYPE) == 2
-    assert moved("scanqueue_job_run_seconds_sum", after, type=TYPE) > 0
+    assert moved(before, after, "scanqueue_jobs_succeeded_total", type=TYPE) == 1
+    failed_total = "scanqueue_jobs_failed_total"
+    assert moved(before, after, failed_total, type=TYPE, error_code="empty_mask") == 1
+    assert moved(before, after, "scanqueue_job_queue_wait_seconds_count", type=TYPE) == 2
+    assert moved(before, after, "scanqueue_job_run_seconds_count", type=TYPE) == 2
+    assert moved(before, after, "scanqueue_job_run_seconds_sum", type=TYPE) > 0
     # Node state, from the main process; the model loads, from the pool processes' warm-up.
     assert value(after, "scanqueue_worker_up", queues="cpu,gpu") == 1
     assert "scanqueue_worker_busy_processes " in after

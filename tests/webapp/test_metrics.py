@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 
 from tests.builders import bearer, make_user, submit_job
-from tests.metric_samples import id_like_labels, value
+from tests.metric_samples import id_like_labels, moved, value
 
 JOB_ROUTE = "/api/v1/jobs/<uuid:job_id>"
 LATENCY = "scanqueue_http_request_duration_seconds_count"
@@ -24,12 +24,10 @@ def test_uploads_and_polls_show_as_submissions_and_latency_by_route(client: Flas
     assert client.get("/no/such/page/12345678").status_code == 404
 
     after = client.get("/metrics").text
-    submitted = "scanqueue_jobs_submitted_total"
-    assert value(after, submitted, type="perimeter") - value(before, submitted, type="perimeter") == 3
+    assert moved(before, after, "scanqueue_jobs_submitted_total", type="perimeter") == 3
 
     def requests(route: str, method: str, status: str) -> float:
-        labels = {"route": route, "method": method, "status": status}
-        return value(after, LATENCY, **labels) - value(before, LATENCY, **labels)
+        return moved(before, after, LATENCY, route=route, method=method, status=status)
 
     assert requests("/api/v1/jobs", "POST", "202") == 3
     assert requests("/api/v1/jobs", "POST", "400") == 1
