@@ -41,6 +41,8 @@ for r in p['optional-dependencies']['worker']))" > /tmp/requirements-worker.txt 
 # SECRET_KEY or PUBLIC_URL, so a forgotten variable stops start-up instead of running as dev.
 FROM deps-web AS web
 ENV SCANQUEUE_ENV=production
+# Metrics of every gunicorn process, summed at GET /metrics (README "Metrics").
+ENV PROMETHEUS_MULTIPROC_DIR=/tmp/scanqueue-metrics
 COPY . .
 RUN pip install --no-deps -e . && chown -R scanqueue:scanqueue /app/instance
 USER scanqueue
@@ -50,6 +52,9 @@ CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "webapp:create_app()"]
 
 FROM deps-worker AS worker
 ENV SCANQUEUE_ENV=production
+# Each worker node serves its pool processes' metrics on WORKER_METRICS_PORT (9808), on every
+# interface of its container: reachable on the private network only, never published.
+ENV PROMETHEUS_MULTIPROC_DIR=/tmp/scanqueue-metrics WORKER_METRICS_BIND=0.0.0.0
 COPY . .
 RUN pip install --no-deps -e . && chown -R scanqueue:scanqueue /app/instance
 USER scanqueue

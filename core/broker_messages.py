@@ -20,7 +20,7 @@ from kombu.transport.redis import Channel
 SLICE = 500
 
 
-def _queue_keys(queues: Iterable[str]) -> Iterator[str]:
+def queue_keys(queues: Iterable[str]) -> Iterator[str]:
     """The Redis lists kombu uses for a queue: one per priority step (step 0 is the bare name)."""
     for queue in queues:
         for step in Channel.priority_steps:
@@ -40,7 +40,7 @@ def held_task_ids(broker_url: str, queues: Iterable[str]) -> set[str]:
     client = redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=10)
     try:
         ids: set[str] = set()
-        for key in _queue_keys(queues):
+        for key in queue_keys(queues):
             start = 0
             while batch := client.lrange(key, start, start + SLICE - 1):
                 ids.update(filter(None, map(_task_id, batch)))

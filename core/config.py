@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     # GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>"; left empty, it answers only
     # requests from this machine (loopback), and 404 to everyone else.
     METRICS_TOKEN: str = ""
+    # Each worker node's main process serves its metrics (every pool process's, summed) on this
+    # port (0 = off), on this address: loopback for `make run`; the Docker images set 0.0.0.0,
+    # to be reached on the private network only (never publish the port).
+    WORKER_METRICS_PORT: int = Field(default=9808, ge=0, lt=65536)
+    WORKER_METRICS_BIND: str = "127.0.0.1"
     # Outgoing email over SMTP. `make run` starts a local sink on 127.0.0.1:8025.
     SMTP_HOST: str = "127.0.0.1"
     SMTP_PORT: int = Field(default=8025, gt=0, lt=65536)

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from core.database import db
+from core.metrics import record_dead_letter, record_first_claim, record_job_end
 from core.records import Artifact, Job, JobStatus, utcnow
 from core.storage import MediaStorage
 from pipelines.base import PipelineOutput
@@ -33,9 +34,19 @@ def _guarded_update(
 ) -> bool:
     """Apply the values only while the job's status is one of ``allowed`` (and ``attempt`` is
     its newest claim, if given); True if it changed."""
-    changed = db.session.execute(_guarded(job_id, allowed, attempt).values(**values)).rowcount
+    return _transition(job_id, allowed, attempt, **values) is not None
+
+
+def _transition(
+    job_id: uuid.UUID, allowed: tuple[str, ...], attempt: int | None = None, **values: object
+) -> sa.Row | None:
+    """``_guarded_update``, answering the changed job's type and times (None if unchanged),
+    for the metrics that only the one caller that changed it may record."""
+    statement = _guarded(job_id, allowed, attempt).values(**values)
+    returning = statement.returning(Job.type, Job.created_at, Job.started_at, Job.finished_at)
+    row = db.session.execute(returning).first()
     db.session.commit()
-    return changed == 1
+    return row
 
 
 def _count_attempt(job_id: uuid.UUID, allowed: tuple[str, ...], **values: object) -> Job | None:
@@ -58,7 +69,7 @@ def claim(job_id: uuid.UUID, worker: str) -> Job | None:
     The job's ``attempts`` then identifies this claim: a message delivered twice (restored
     while its worker still ran it) is claimed twice, and only the newest claim may go on.
     """
-    return _count_attempt(
+    job = _count_attempt(
         job_id,
         CLAIMABLE,
         status=JobStatus.RUNNING.value,
@@ -67,6 +78,10 @@ def claim(job_id: uuid.UUID, worker: str) -> Job | None:
         heartbeat_at=utcnow(),
         progress=0,
     )
+    if job is not None and job.attempts == 1:
+        # The first claim ends the job's wait; a re-run's claim is not a new wait.
+        record_first_claim(job.type, job.created_at, job.started_at)
+    return job
 
 
 def give_up_if_exhausted(job_id: uuid.UUID, max_attempts: int) -> Job | None:
@@ -96,7 +111,10 @@ def give_up_if_exhausted(job_id: uuid.UUID, max_attempts: int) -> Job | None:
     if not failed:
         return None
     db.session.expire_all()
-    return db.session.get(Job, job_id)
+    job = db.session.get(Job, job_id)
+    if job is not None:
+        record_dead_letter(job.type, WORKER_LOST)
+    return job
 
 
 def resume(job_id: uuid.UUID, count_attempt: bool = False) -> Job | None:
@@ -129,7 +147,7 @@ def report_progress(job_id: uuid.UUID, percent: int, attempt: int | None = None)
 def fail(job_id: uuid.UUID, code: str, message: str, attempt: int | None = None) -> bool:
     """Finish a running job as failed, with the reason; False if it was cancelled meanwhile
     or (given ``attempt``) claimed again by a newer run."""
-    return _guarded_update(
+    row = _transition(
         job_id,
         CLAIMABLE,
         attempt,
@@ -138,6 +156,10 @@ def fail(job_id: uuid.UUID, code: str, message: str, attempt: int | None = None)
         error_message=message,
         finished_at=utcnow(),
     )
+    if row is None:
+        return False
+    record_job_end(row.type, row.started_at, row.finished_at, code)
+    return True
 
 
 def cancel(job_id: uuid.UUID) -> bool:
@@ -213,7 +235,9 @@ def succeed(
     job.error_code = None
     job.error_message = None
     job.finished_at = utcnow()
+    ended = (job.type, job.started_at, job.finished_at)
     db.session.commit()
+    record_job_end(*ended)
     return True
 
 
@@ -224,7 +248,7 @@ CHILDREN_DONE_PROGRESS = 80
 
 def start_parent(parent_id: uuid.UUID, worker: str) -> None:
     """Mark a fan-out job running when the first of its children starts."""
-    _guarded_update(
+    row = _transition(
         parent_id,
         (JobStatus.QUEUED.value,),
         status=JobStatus.RUNNING.value,
@@ -233,6 +257,8 @@ def start_parent(parent_id: uuid.UUID, worker: str) -> None:
         started_at=utcnow(),
         heartbeat_at=utcnow(),
     )
+    if row is not None:
+        record_first_claim(row.type, row.created_at, row.started_at)
 
 
 def advance_parent(parent_id: uuid.UUID) -> bool:

@@ -6,10 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import before_task_publish
 from flask import Flask, current_app
 
 from core.config import Settings
 from core.jobtypes import JOB_TYPES
+from core.queue_metrics import stamp_sent_at
 from core.queues import build_celery_config
 from core.records import Job
 
@@ -33,6 +35,8 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
         )
     )
     celery_app.set_default()
+    # Every message this process publishes carries its send time (the queue-age gauge reads it).
+    before_task_publish.connect(stamp_sent_at, weak=False, dispatch_uid="scanqueue-sent-at")
     app.extensions["celery"] = celery_app
     return celery_app
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from core import metrics_export as _metrics
 from core.config import load_settings
 
 _settings = load_settings()
@@ -50,3 +51,26 @@ control_socket_disable = True
 accesslog = "-"
 # The heartbeat file the arbiter watches, in memory: a slow disk must not make a process look dead.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+# Metrics (core/metrics_export.py): with PROMETHEUS_MULTIPROC_DIR set (the Docker image sets it),
+# every process writes its values to files that GET /metrics sums. The arbiter gives the node a
+# fresh directory before it forks the first process, forgets a process's live gauges when it
+# exits (max_requests replaces processes all the time), and removes the directory on exit.
+_metrics_dir = None
+
+
+def on_starting(server: object) -> None:
+    """Before the first fork: this node's own, empty metrics directory."""
+    global _metrics_dir
+    _metrics_dir = _metrics.start_fresh_directory("web-")
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A process ended: drop its live gauges from the node's sum."""
+    _metrics.process_exited(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    """The node stops: its metrics directory goes with it."""
+    _metrics.remove_directory(_metrics_dir)

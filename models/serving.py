@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from core.config import Settings
+from core.metrics import MODEL_LOAD_SECONDS
 from models.model_registry import ModelManifest, ModelRegistry, RegistryError
 from pipelines.base import ModelIdentity, PipelineError
 
@@ -46,11 +48,13 @@ def _warm_up_input(manifest: ModelManifest) -> Any:
 
 def load_model(registry: ModelRegistry, name: str, version: str | None = None) -> LoadedModel:
     """Verify the weights' hash, load them with Keras and run one warm-up prediction."""
+    started = time.monotonic()
     manifest = registry.verified(name, version)
     import keras  # workers only: the web process never reaches this module
 
     model = keras.saving.load_model(manifest.weights_path, compile=False)
     model.predict_on_batch(_warm_up_input(manifest))
+    MODEL_LOAD_SECONDS.labels(name, manifest.version).set(time.monotonic() - started)
     log.info("loaded model %s %s (sha256 %s)", name, manifest.version, manifest.sha256[:12])
     return LoadedModel(manifest, model)
 

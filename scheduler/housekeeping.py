@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 from core.broker_messages import held_task_ids
 from core.database import db
 from core.job_state import WORKER_LOST
+from core.metrics import record_dead_letter
 from core.publishing import current_celery, publish_job
 from core.queues import QUEUES
 from core.records import Job, JobStatus, utcnow
@@ -79,6 +80,7 @@ def sweep_stale_jobs(
             )
             if changed:
                 failed.append(job.id)
+                record_dead_letter(job.type, WORKER_LOST)
             continue
         # A fan-out job's own stage resumes a running job; any other job starts over (its tasks
         # are idempotent) from its first stage, which claims a queued job.

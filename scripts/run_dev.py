@@ -34,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = REPO_ROOT / "instance"
 LOGIN_FILE = INSTANCE_DIR / "dev-login.json"
 BEAT_SCHEDULE = INSTANCE_DIR / "celerybeat-schedule"
+METRICS_DIR = INSTANCE_DIR / "metrics"
 
 DEMO_EMAIL = "demo@scanqueue.local"
 # Key of the access token in the POST /api/v1/tokens response (used in the printed example).
@@ -63,6 +64,8 @@ class ProcessSpec:
     name: str
     argv: tuple[str, ...]
     color: str
+    # Variables for this child only, on top of the shared environment.
+    extra_env: tuple[tuple[str, str], ...] = ()
 
 
 def process_specs(python: str, port: int, flower_port: int, smtp_port: int) -> list[ProcessSpec]:
@@ -80,10 +83,12 @@ def process_specs(python: str, port: int, flower_port: int, smtp_port: int) -> l
             (*flask, "run", "--host", "127.0.0.1", "--port", str(port)),
             "\033[36m",
         ),
+        # Its pool processes' metrics are summed from files there (http://127.0.0.1:9808/metrics).
         ProcessSpec(
             "worker",
             (*celery, *worker),
             "\033[33m",
+            (("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR)),),
         ),
         ProcessSpec(
             "beat",
@@ -148,7 +153,7 @@ class Child:
         self.proc = subprocess.Popen(
             spec.argv,
             cwd=REPO_ROOT,
-            env=env,
+            env={**env, **dict(spec.extra_env)},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ from core.settings_access import SETTINGS_KEY
 from webapp.errors import register_error_handlers
 from webapp.extensions import csrf, limiter, login_manager
 from webapp.request_guards import register_request_guards
+from webapp.request_metrics import register_request_metrics
 from webapp.security_headers import register_security_headers
 
 # Multipart overhead on top of the files themselves (form fields, part headers).
@@ -75,5 +76,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     register_security_headers(app, production)
     register_request_guards(app)
+    register_request_metrics(app)
     register_cli(app)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,10 +44,17 @@ class WorkerStack:
     app: Flask
     process: subprocess.Popen[bytes]
     log_path: Path
+    metrics_port: int
 
     def log(self) -> str:
         """Everything the worker wrote so far."""
         return self.log_path.read_text(errors="replace")
+
+    def metrics(self) -> str:
+        """The worker node's metrics endpoint, as Prometheus scrapes it."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.read().decode()
 
 
 @contextmanager
@@ -62,6 +70,7 @@ def running_stack(
 
     ``worker_database`` maps the database URL to the one the worker uses (e.g. through a proxy).
     """
+    metrics_port = free_port()
     with fresh_postgres_database() as database_url:
         settings = {
             "SCANQUEUE_ENV": "testing",
@@ -71,6 +80,9 @@ def running_stack(
             "SMTP_PORT": str(STACK_SMTP_PORT),
             "MAIL_RETRY_BASE_SECONDS": "1",
             "MAIL_RETRY_MAX_DELAY_SECONDS": "2",
+            # Every test worker serves its metrics, as a deployed one does.
+            "WORKER_METRICS_PORT": str(metrics_port),
+            "PROMETHEUS_MULTIPROC_DIR": str(base / "metrics"),
             **model_settings,
         }
         app = build_app(database_url, redis_url, base / "media", **settings)
@@ -82,7 +94,7 @@ def running_stack(
         }
         process = start_worker(env, base / "worker.log", queues=queues)
         try:
-            yield WorkerStack(app, process, base / "worker.log")
+            yield WorkerStack(app, process, base / "worker.log", metrics_port)
         finally:
             stop_worker(process)
             with app.app_context():

@@ -13,6 +13,7 @@ from flask import Response, g, jsonify, request, send_file, url_for
 from core.database import db
 from core.job_state import cancel
 from core.jobtypes import JobType, get_job_type, invalid_params
+from core.metrics import record_submitted
 from core.publishing import enqueue_job, revoke_job
 from core.records import Artifact, Job, JobInput, JobStatus, Subject
 from core.settings_access import current_settings
@@ -310,6 +311,7 @@ def create_job() -> tuple[Response, int]:
         raise ApiError(
             503, "queue_unavailable", "The job queue is unavailable; nothing was stored. Retry."
         ) from None
+    record_submitted(target.type for job in jobs for target in (job, *job.children))
     retry_after = str(current_settings().POLL_RETRY_AFTER)
     if len(jobs) > 1:
         response = jsonify({"jobs": [job_to_json(job) for job in jobs]})
