@@ -22,7 +22,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 SERVICES := $(VENV_PY) scripts/services.py
 LINT_PATHS := $(wildcard core webapp workers tasks models pipelines scheduler lab scripts benchmarks tests deploy)
 
-.PHONY: help venv install run test test-tools chromium nginx lint format migrate bench bench-faults services-stop clean distclean
+.PHONY: help venv install run test test-tools chromium nginx promtool lint format migrate bench bench-faults services-stop clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -71,10 +71,12 @@ test: $(STAMP) test-tools ## Run the test suite against Redis and Postgres (PYTE
 	$(SERVICES) --redis --postgres -- $(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 # Debian packages the tests drive as real processes: Chromium for the browser test (Playwright's
-# own browser download is not used) and nginx for the reverse-proxy test. path:package pairs;
-# `make chromium` and `make nginx` are the same target.
-TEST_TOOLS := /usr/bin/chromium:chromium /usr/sbin/nginx:nginx-light
-test-tools: ## Install Debian's Chromium and nginx for the tests, if missing
+# own browser download is not used), nginx for the reverse-proxy test and promtool for the alert
+# rules (it comes in the prometheus package; on a host run by systemd that also enables a
+# Prometheus server on :9090, `systemctl disable --now prometheus` if unwanted). path:package
+# pairs; `make chromium`, `make nginx` and `make promtool` are the same target.
+TEST_TOOLS := /usr/bin/chromium:chromium /usr/sbin/nginx:nginx-light /usr/bin/promtool:prometheus
+test-tools: ## Install Debian's Chromium, nginx and promtool for the tests, if missing
 	@missing=""; \
 	for tool in $(TEST_TOOLS); do [ -x "$${tool%%:*}" ] || missing="$$missing $${tool#*:}"; done; \
 	if [ -n "$$missing" ]; then \
@@ -88,7 +90,7 @@ test-tools: ## Install Debian's Chromium and nginx for the tests, if missing
 		fi; \
 	fi
 
-chromium nginx: test-tools
+chromium nginx promtool: test-tools
 
 lint: $(STAMP) ## ruff check + format check
 	$(VENV)/bin/ruff check $(LINT_PATHS)

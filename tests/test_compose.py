@@ -31,6 +31,9 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 BACKEND_SERVICES = ("redis", "postgres")
 APP_SERVICES = ("migrate", "web", "worker-gpu", "worker-cpu", "beat", "flower")
 FRONT_SERVICES = ("nginx",)
+MONITORING_SERVICES = ("prometheus", "grafana")
+PROMETHEUS_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA_DATASOURCES = REPO_ROOT / "deploy" / "grafana" / "provisioning" / "datasources"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -154,7 +157,8 @@ def resolves_in_repo(target: str) -> bool:
 
 
 def test_expected_services_exist(compose: dict[str, Any]) -> None:
-    missing = set(BACKEND_SERVICES + APP_SERVICES + FRONT_SERVICES) - set(compose["services"])
+    expected = BACKEND_SERVICES + APP_SERVICES + FRONT_SERVICES + MONITORING_SERVICES
+    missing = set(expected) - set(compose["services"])
     assert not missing, f"docker-compose.yml lacks services: {sorted(missing)}"
 
 
@@ -463,3 +467,131 @@ def test_images_default_to_production(stage: str) -> None:
         stage, body = stages[stage]
         settings += body
     assert re.search(r"^ENV\s+SCANQUEUE_ENV=production\s*$", settings, flags=re.M)
+
+
+# --------------------------------------------------------------------------------------------
+# monitoring: Prometheus and Grafana (their own files: tests/deploy)
+# --------------------------------------------------------------------------------------------
+
+
+def required_variable(value: str) -> str | None:
+    """The variable of a ``${NAME:?message}`` value (compose refuses to start without it)."""
+    match = re.fullmatch(r"\$\{([A-Z_][A-Z0-9_]*):\?[^}]+\}", value)
+    return match.group(1) if match else None
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """A service's ``./repo/path:/container/path[:ro]`` volumes: container path -> repo path."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        if source.startswith("./"):
+            mounts[target] = source
+    return mounts
+
+
+def scrape_jobs() -> dict[str, dict[str, Any]]:
+    """The committed Prometheus config's scrape jobs by name."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    return {job["job_name"]: job for job in config["scrape_configs"]}
+
+
+def dns_targets(job: dict[str, Any]) -> set[tuple[str, int]]:
+    """(name, port) of every DNS-discovered target of a scrape job."""
+    return {
+        (name, int(sd["port"]))
+        for sd in job.get("dns_sd_configs", [])
+        for name in sd["names"]
+        if sd.get("type") == "A"
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "probe"),
+    [("prometheus", "127.0.0.1:9090/-/ready"), ("grafana", "127.0.0.1:3000/api/health")],
+)
+def test_monitoring_services_have_healthchecks(
+    compose: dict[str, Any], name: str, probe: str
+) -> None:
+    healthcheck = compose["services"][name].get("healthcheck") or {}
+    assert probe in " ".join(map(str, healthcheck.get("test") or [])), name
+    assert healthcheck.get("start_period") and not healthcheck.get("disable"), name
+
+
+def test_only_nginx_publishes_beyond_loopback(compose: dict[str, Any]) -> None:
+    # Prometheus and Grafana (like Flower and Mailpit) are for operators on the host only.
+    for name, service in compose["services"].items():
+        for port in map(str, service.get("ports", [])):
+            if name not in FRONT_SERVICES:
+                assert port.startswith("127.0.0.1:"), f"{name} publishes {port} to the world"
+
+
+def test_prometheus_runs_the_committed_config_with_the_metrics_token(
+    compose: dict[str, Any],
+) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in argv_of(prometheus)
+    assert bind_mounts(prometheus)["/etc/prometheus"] == "./deploy/prometheus"
+    assert PROMETHEUS_CONFIG.is_file()
+    # The bearer token Prometheus sends is the one the web checks: one variable feeds both.
+    [web_job] = [job for job in scrape_jobs().values() if ("web", 8000) in dns_targets(job)]
+    secret_file = web_job["authorization"]["credentials_file"]
+    secret = secret_file.removeprefix("/run/secrets/")
+    assert secret in prometheus["secrets"], secret
+    assert compose["secrets"][secret] == {"environment": "METRICS_TOKEN"}
+    web_env = environment_of(compose["services"]["web"])
+    assert required_variable(web_env["METRICS_TOKEN"]) == "METRICS_TOKEN"
+    assert web_job["metrics_path"] == "/metrics"
+    assert [str(p) for p in compose["services"]["web"]["expose"]] == ["8000"]
+
+
+@pytest.mark.parametrize("name", ["worker-gpu", "worker-cpu"])
+def test_prometheus_finds_every_worker_node_on_its_metrics_port(
+    compose: dict[str, Any], name: str
+) -> None:
+    service = compose["services"][name]
+    env = environment_of(service)
+    # Bound to every interface inside the container, or Prometheus could not reach it.
+    assert env["WORKER_METRICS_BIND"] == "0.0.0.0"
+    port = int(env["WORKER_METRICS_PORT"])
+    assert str(port) in map(str, service.get("expose", []))
+    # The service name resolves to every replica, so `--scale` adds targets by itself.
+    assert any((name, port) in dns_targets(job) for job in scrape_jobs().values()), name
+
+
+def test_every_worker_service_is_scraped(compose: dict[str, Any]) -> None:
+    workers = {n for n, s in compose["services"].items() if "worker" in argv_of(s)[:4]}
+    scraped = {name for job in scrape_jobs().values() for name, _port in dns_targets(job)}
+    assert workers and workers <= scraped, f"not scraped: {sorted(workers - scraped)}"
+
+
+@pytest.mark.usefixtures("repo_on_path")
+def test_app_service_environments_are_settings_fields(compose: dict[str, Any]) -> None:
+    from core.config import Settings
+
+    for name in APP_SERVICES:
+        unknown = set(environment_of(compose["services"][name])) - set(Settings.model_fields)
+        assert not unknown, f"{name} sets variables Settings does not read: {sorted(unknown)}"
+
+
+def test_grafana_needs_a_password_and_loads_the_committed_provisioning(
+    compose: dict[str, Any],
+) -> None:
+    grafana = compose["services"]["grafana"]
+    env = environment_of(grafana)
+    assert required_variable(env["GF_SECURITY_ADMIN_PASSWORD"]) == "GRAFANA_ADMIN_PASSWORD"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    mounts = bind_mounts(grafana)
+    assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    assert mounts["/etc/grafana/dashboards"] == "./deploy/grafana/dashboards"
+    for source in mounts.values():
+        assert (REPO_ROOT / source).is_dir(), source
+    home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (REPO_ROOT / "deploy/grafana/dashboards" / Path(home).name).is_file()
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    # The datasource reaches Prometheus by its compose service name and port.
+    [datasource] = yaml.safe_load((GRAFANA_DATASOURCES / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    published = str(compose["services"]["prometheus"]["ports"][0]).rsplit(":", 1)[-1]
+    assert datasource["url"] == f"http://prometheus:{published}"
