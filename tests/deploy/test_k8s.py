@@ -476,7 +476,7 @@ def test_published_messages_sit_in_the_list_keda_reads(
     """KEDA reads one list per queue, the bare name; a message in a Celery priority list
     (``gpu\\x06\\x163`` ...) would be invisible to it. Publish every task the way our code does
     and look where each message lands."""
-    from core.broker_messages import _queue_keys
+    from core.broker_messages import queue_keys
     from core.jobtypes import JOB_TYPES
     from core.publishing import current_celery, publish_job
     from core.queues import TASK_ROUTES
@@ -498,7 +498,7 @@ def test_published_messages_sit_in_the_list_keda_reads(
     )
     client = redis.Redis.from_url(redis_url)
     # kombu's lists for the queues: the bare name, then one per priority step.
-    priority_lists = [key for key in _queue_keys(watched) if key not in watched]
+    priority_lists = [key for key in queue_keys(watched) if key not in watched]
     before = {queue: client.llen(queue) for queue in watched}
     sent: dict[str, str] = {}  # task id -> queue it is routed to
     try:
