@@ -31,7 +31,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -70,6 +70,7 @@ class PollRow:
     p95_ms: float
     p99_ms: float
     failures: int
+    cpu_ms_per_request: float
 
 
 def bench_env(scratch: Path, database_url: str) -> dict[str, str]:
@@ -135,12 +136,37 @@ def seed(env: dict[str, str]) -> tuple[str, list[str]]:
 
 
 @contextmanager
-def web_server(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
-    """gunicorn with the production configuration; its base URL."""
+def web_server(env: dict[str, str], port: int, log: Path) -> Iterator[int]:
+    """gunicorn with the production configuration on ``port``; its arbiter's pid."""
     command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG)]
     command += ["-b", f"127.0.0.1:{port}", "webapp:create_app()"]
-    with running(command, port, log, env, ready_path="/healthz"):
-        yield f"http://127.0.0.1:{port}"
+    with running(command, port, log, env, ready_path="/healthz") as process:
+        yield process.pid
+
+
+def _cpu_ticks(pid: int | str, with_children: bool) -> int:
+    # /proc/<pid>/stat after the command's closing parenthesis: utime is the 12th field,
+    # stime, cutime (children waited for) and cstime follow.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11 : 15 if with_children else 13])
+
+
+def server_cpu_seconds(arbiter: int) -> float:
+    """CPU seconds gunicorn has used so far: the arbiter, its live processes, and the processes
+    it replaced (counted in its children's time once reaped)."""
+    ticks = _cpu_ticks(arbiter, with_children=True)
+    for child in Path(f"/proc/{arbiter}/task/{arbiter}/children").read_text().split():
+        try:
+            ticks += _cpu_ticks(child, with_children=False)
+        except FileNotFoundError:  # exited between the two reads
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def requests_logged(log: Path) -> int:
+    """Requests in gunicorn's access log so far."""
+    with log.open("rb") as handle:
+        return sum(1 for line in handle if b' HTTP/1.1" ' in line)
 
 
 def run_locust(
@@ -176,14 +202,37 @@ def poll_row(scenario: str, offered: float, stats_csv: Path) -> PollRow:
                     float(row["95%"]),
                     float(row["99%"]),
                     int(row["Failure Count"]),
+                    cpu_ms_per_request=float("nan"),
                 )
     raise RuntimeError(f"no {POLL_NAME} row in {stats_csv}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The running server under test."""
+
+    base: str
+    arbiter: int
+    log: Path
+    offered: float
+    users: int
+    seconds: float
+
+
+def measure(
+    target: Target, scenario: str, env: dict[str, str], out: Path, scan_users: int = 0
+) -> PollRow:
+    """One locust run; its poll row with the server's CPU per request."""
+    cpu, logged = server_cpu_seconds(target.arbiter), requests_logged(target.log)
+    stats = run_locust(target.base, env, target.users, target.seconds, out, scan_users)
+    cpu, logged = server_cpu_seconds(target.arbiter) - cpu, requests_logged(target.log) - logged
+    row = poll_row(scenario, target.offered, stats)
+    return replace(row, cpu_ms_per_request=1000 * cpu / max(1, logged))
 
 
 def poll_table(rate: float = 200, seconds: float = 30, scan_users: int = 4) -> list[PollRow]:
     """Measure the three scenarios; print and return their rows."""
     users = max(1, round(rate / POLLS_PER_USER))
-    offered = users * POLLS_PER_USER
     scratch = Path(tempfile.mkdtemp(prefix="scanqueue-polls-"))
     rows = []
     with ExitStack() as stack:
@@ -191,8 +240,11 @@ def poll_table(rate: float = 200, seconds: float = 30, scan_users: int = 4) -> l
         env = bench_env(scratch, database_url)
         token, jobs = seed(env)
         settings = load_settings(**{k: env[k] for k in ("WEB_WORKERS", "WEB_THREADS") if k in env})
-        port = free_port()
-        base = stack.enter_context(web_server(env, port, scratch / "gunicorn.log"))
+        port, log = free_port(), scratch / "gunicorn.log"
+        arbiter = stack.enter_context(web_server(env, port, log))
+        target = Target(
+            f"http://127.0.0.1:{port}", arbiter, log, users * POLLS_PER_USER, users, seconds
+        )
         locust_env = {
             **env,
             "SCANQUEUE_TOKEN": token,
@@ -200,34 +252,32 @@ def poll_table(rate: float = 200, seconds: float = 30, scan_users: int = 4) -> l
             "SCANQUEUE_POLL_RATE": str(POLLS_PER_USER),
         }
         for scenario, conditional in (("plain polls", "0"), ("conditional polls", "1")):
-            stats = run_locust(
-                base, {**locust_env, "SCANQUEUE_CONDITIONAL": conditional}, users, seconds,
-                scratch / scenario.replace(" ", "-"),
-            )  # fmt: skip
-            rows.append(poll_row(scenario, offered, stats))
+            out = scratch / scenario.replace(" ", "-")
+            env_now = {**locust_env, "SCANQUEUE_CONDITIONAL": conditional}
+            rows.append(measure(target, scenario, env_now, out))
         if scan_users:
             worker = start_worker(env, scratch / "worker.log", queues="cpu", concurrency=1)
             try:
-                stats = run_locust(
-                    base, {**locust_env, "SCANQUEUE_CONDITIONAL": "1"}, users, seconds,
-                    scratch / "mixed", scan_users=scan_users,
-                )  # fmt: skip
-                rows.append(poll_row(f"mixed: + {scan_users} uploading clients", offered, stats))
+                scenario = f"mixed: + {scan_users} uploading clients, 1 worker"
+                env_now = {**locust_env, "SCANQUEUE_CONDITIONAL": "1"}
+                rows.append(measure(target, scenario, env_now, scratch / "mixed", scan_users))
             finally:
                 stop_worker(worker)
     print(
         f"\nStatus polls (GET /api/v1/jobs/<id>): gunicorn deploy/gunicorn.conf.py "
         f"({settings.WEB_WORKERS} processes x {settings.WEB_THREADS} threads, production), "
         f"Postgres, personal token; locust {users} users x {POLLS_PER_USER}/s for "
-        f"{seconds:.0f} s on the same {os.cpu_count()}-CPU machine\n"
+        f"{seconds:.0f} s on the same {os.cpu_count()}-CPU machine; server CPU = gunicorn's "
+        f"processes' CPU time per request it logged\n"
     )
     print(
-        "| scenario | offered rps | achieved rps | p50 ms | p95 ms | p99 ms | failures |\n"
-        "|---|---|---|---|---|---|---|"
+        "| scenario | offered rps | achieved rps | p50 ms | p95 ms | p99 ms | failures "
+        "| server CPU ms/request |\n|---|---|---|---|---|---|---|---|"
     )
     for row in rows:
         print(
             f"| {row.scenario} | {row.offered_rps:.0f} | {row.achieved_rps:.1f} | "
-            f"{row.p50_ms:.0f} | {row.p95_ms:.0f} | {row.p99_ms:.0f} | {row.failures} |"
+            f"{row.p50_ms:.0f} | {row.p95_ms:.0f} | {row.p99_ms:.0f} | {row.failures} | "
+            f"{row.cpu_ms_per_request:.1f} |"
         )
     return rows

@@ -60,7 +60,7 @@ def answers(port: int, path: str | None) -> bool:
 @contextmanager
 def running(
     command: list[str], port: int, log: Path, env: dict[str, str], ready_path: str | None = None
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
     """A server process for the duration of the block, stopped (then killed) afterwards.
 
     It is ready when the port accepts connections, or when ``ready_path`` answers 200 (gunicorn
@@ -76,7 +76,7 @@ def running(
             assert process.poll() is None, log.read_text(errors="replace")
             assert time.monotonic() < deadline, f"{command[0]} not ready:\n{log.read_text()}"
             time.sleep(0.1)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
