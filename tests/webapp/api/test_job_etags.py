@@ -55,15 +55,15 @@ def test_every_change_a_poll_can_show_changes_the_etag(
     subject renamed) gives a new tag; one tag never stands for two different bodies."""
     job_id = uuid.UUID(submit_job(client, headers).get_json()["id"])
     job = db.session.get(Job, job_id)
-    subject = make_subject(job.owner)
-    job.subject_id = subject.id
+    subject_id = make_subject(job.owner).id
+    job.subject_id = subject_id
     db.session.commit()
     storage = MediaStorage(current_settings().MEDIA_ROOT)
     stage = PipelineOutput({"stage": 1}, [ArtifactData("mask.png", "image/png", b"mask")])
     final = PipelineOutput({"done": True}, [ArtifactData("overlay.png", "image/png", b"overlay")])
 
     def rename_subject() -> None:
-        db.session.get(Subject, subject.id).name = "Renamed"
+        db.session.get(Subject, subject_id).name = "Renamed"
         db.session.commit()
 
     changes = [
@@ -130,13 +130,13 @@ def test_a_step_that_changes_changes_its_parents_etag(
     client: FlaskClient, headers: dict[str, str]
 ) -> None:
     parent = _sequence_job(_owner_id(client, headers), steps=2)
-    first_step = parent.children[0].id
-    response = poll(client, parent.id, headers)
+    parent_id, first_step = parent.id, parent.children[0].id
+    response = poll(client, parent_id, headers)
     etag = response.headers["ETag"]
-    assert poll(client, parent.id, headers, etag).status_code == 304
+    assert poll(client, parent_id, headers, etag).status_code == 304
 
     assert cancel(first_step)
-    response = poll(client, parent.id, headers, etag)
+    response = poll(client, parent_id, headers, etag)
     assert response.status_code == 200 and response.headers["ETag"] != etag
     assert response.get_json()["children"][0]["status"] == JobStatus.CANCELLED.value
 
@@ -165,11 +165,11 @@ def test_statements_per_poll(client: FlaskClient, headers: dict[str, str]) -> No
         assert poll(client, job_id, headers, etag).status_code == 304
     assert (len(full), len(unchanged)) == (4, 2), (full, unchanged)
 
-    parent = _sequence_job(_owner_id(client, headers), steps=3)
+    parent_id = _sequence_job(_owner_id(client, headers), steps=3).id
     with statements_sent(db.engine) as full:
-        etag = poll(client, parent.id, headers).headers["ETag"]
+        etag = poll(client, parent_id, headers).headers["ETag"]
     with statements_sent(db.engine) as unchanged:
-        assert poll(client, parent.id, headers, etag).status_code == 304
+        assert poll(client, parent_id, headers, etag).status_code == 304
     assert (len(full), len(unchanged)) == (5, 3), (full, unchanged)
 
 
@@ -178,6 +178,7 @@ def test_a_personal_token_costs_one_statement_and_a_write_a_minute(
 ) -> None:
     user = make_user()
     row, secret = create_token(user, "poller")
+    row_id = row.id
     headers = {"Authorization": f"Bearer {secret}"}
     job_id = submit_job(client, headers).get_json()["id"]  # first use: recorded
     etag = poll(client, job_id, headers).headers["ETag"]
@@ -185,11 +186,11 @@ def test_a_personal_token_costs_one_statement_and_a_write_a_minute(
         assert poll(client, job_id, headers, etag).status_code == 304
     assert len(sent) == 2, sent
 
-    db.session.get(ApiToken, row.id).last_used_at = utcnow() - timedelta(minutes=2)
+    db.session.get(ApiToken, row_id).last_used_at = utcnow() - timedelta(minutes=2)
     db.session.commit()
     with statements_sent(db.engine) as sent:
         assert poll(client, job_id, headers, etag).status_code == 304
     assert any(statement.startswith("UPDATE api_tokens") for statement in sent), sent
     db.session.remove()
-    used = db.session.get(ApiToken, row.id).last_used_at
+    used = db.session.get(ApiToken, row_id).last_used_at
     assert utcnow() - used.replace(tzinfo=utcnow().tzinfo) < timedelta(minutes=1)
