@@ -194,3 +194,21 @@ def test_a_personal_token_costs_one_statement_and_a_write_a_minute(
     db.session.remove()
     used = db.session.get(ApiToken, row_id).last_used_at
     assert utcnow() - used.replace(tzinfo=utcnow().tzinfo) < timedelta(minutes=1)
+
+
+def test_a_page_of_jobs_costs_as_many_statements_as_one_job(
+    client: FlaskClient, headers: dict[str, str]
+) -> None:
+    """The list reads each relationship once per page, not once per job."""
+
+    def listing() -> list[str]:
+        db.session.remove()
+        with statements_sent(db.engine) as sent:
+            assert client.get("/api/v1/jobs", headers=headers).status_code == 200
+        return sent
+
+    submit_job(client, headers)
+    one = listing()
+    for _ in range(4):
+        submit_job(client, headers)
+    assert len(listing()) == len(one), one
