@@ -212,3 +212,11 @@ def test_a_page_of_jobs_costs_as_many_statements_as_one_job(
     for _ in range(4):
         submit_job(client, headers)
     assert len(listing()) == len(one), one
+
+
+def test_the_openapi_document_describes_the_conditional_poll(client: FlaskClient) -> None:
+    get_job = client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/jobs/{job_id}"]["get"]
+    assert "If-None-Match" in [parameter["name"] for parameter in get_job["parameters"]]
+    for status in ("200", "304"):
+        assert {"ETag", "Retry-After"} <= set(get_job["responses"][status]["headers"]), status
+    assert "content" not in get_job["responses"]["304"]
