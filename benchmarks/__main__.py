@@ -2,6 +2,8 @@
 
     make bench            (or: python -m benchmarks --jobs 30 --series 5)
     python -m benchmarks --memory     (only the peak memory table, benchmarks/memory.py)
+    python -m benchmarks --polls      (only the status polls table, benchmarks/polls.py: locust
+                                       against the production gunicorn on Postgres)
 
 Faults and hostile input have modules of their own (real processes, minutes; `make bench-faults`
 runs the first two): ``python -m benchmarks.worker_faults``, ``python -m
@@ -39,6 +41,7 @@ import redis
 from flask_migrate import upgrade
 
 from benchmarks.memory import memory_table
+from benchmarks.polls import poll_table
 from core.config import PROJECT_ROOT, load_settings
 from core.database import db
 from core.records import User, utcnow
@@ -257,9 +260,15 @@ def main() -> None:
     parser.add_argument(
         "--memory", action="store_true", help="only peak memory per job type vs its budget"
     )
+    parser.add_argument("--polls", action="store_true", help="only the status polls table")
+    parser.add_argument("--poll-rate", type=float, default=200, help="offered polls per second")
+    parser.add_argument("--poll-seconds", type=float, default=30, help="per polls scenario")
     args = parser.parse_args()
     if args.memory:
         sys.exit(0 if memory_table() else 1)
+    if args.polls:
+        poll_table(args.poll_rate, args.poll_seconds)
+        return
     if not HC18_DIR.is_dir():
         sys.exit(f"the benchmark uses HC18 images; none at {HC18_DIR} (set HC18_DIR)")
     parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -371,6 +380,7 @@ def main() -> None:
     print(f"\nworker resident memory, model loaded (main + pool process): {worker_rss:.0f} MB")
     print(f"web resident memory (gunicorn master + 1 worker): {web_rss:.0f} MB")
     memory_table()
+    poll_table(args.poll_rate, args.poll_seconds)
 
 
 if __name__ == "__main__":

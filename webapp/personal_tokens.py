@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import UTC, timedelta
 
 from core.database import db
 from core.records import ApiToken, User, utcnow
@@ -11,6 +12,9 @@ from core.records import ApiToken, User, utcnow
 PREFIX = "sq_"
 # The characters kept to tell tokens apart on the tokens page.
 VISIBLE_CHARS = 10
+# "Last used" is kept to within this (the tokens page shows minutes): a script polling every
+# second writes the row once a minute, not on every request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class UnconfirmedAccount(Exception):
@@ -44,15 +48,29 @@ def create_token(user: User, name: str) -> tuple[ApiToken, str]:
 
 
 def user_for_token(secret: str) -> User | None:
-    """The active, confirmed owner of an unrevoked token, recording its use; None otherwise."""
-    row = db.session.scalar(db.select(ApiToken).filter_by(token_sha256=_digest(secret)))
-    if row is None or row.revoked_at is not None:
+    """The active, confirmed owner of an unrevoked token, recording its use; None otherwise.
+
+    One query reads the token with its owner; the use is written at most once a
+    LAST_USED_RESOLUTION per token.
+    """
+    found = db.session.execute(
+        db.select(ApiToken, User)
+        .join(User, ApiToken.owner_id == User.id)
+        .where(ApiToken.token_sha256 == _digest(secret), ApiToken.revoked_at.is_(None))
+    ).one_or_none()
+    if found is None:
         return None
-    if not row.owner.is_active or not row.owner.is_confirmed:
+    row, owner = found
+    if not owner.is_active or not owner.is_confirmed:
         return None
-    row.last_used_at = utcnow()
-    db.session.commit()
-    return row.owner
+    now, last = utcnow(), row.last_used_at
+    # SQLite hands timestamps back without a zone; they were written in UTC.
+    if last is None or now - (last if last.tzinfo else last.replace(tzinfo=UTC)) >= (
+        LAST_USED_RESOLUTION
+    ):
+        row.last_used_at = now
+        db.session.commit()
+    return owner
 
 
 def revoke_token(user: User, token_id: int) -> bool:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, g, jsonify, request, send_file, url_for
+from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.interfaces import ORMOption
 
 from core.database import db
 from core.job_state import cancel
@@ -20,6 +22,7 @@ from core.settings_access import current_settings
 from core.storage import MediaStorage
 from webapp import strict_json
 from webapp.api import bp
+from webapp.api.job_etags import has_steps, job_etag, not_modified
 from webapp.auth import token_required
 from webapp.errors import ApiError
 from webapp.quotas import check_queue_quota
@@ -110,7 +113,8 @@ def job_to_json(job: Job) -> dict[str, Any]:
                 "status": child.status,
                 "url": url_for("api.get_job", job_id=child.id),
             }
-            for child in job.children
+            # Only a fan-out type has steps: other jobs skip the query.
+            for child in (job.children if has_steps(job) else [])
         ],
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
@@ -119,17 +123,36 @@ def job_to_json(job: Job) -> dict[str, Any]:
     }
 
 
-def _job_response(job: Job, status: int = 200) -> tuple[Response, int]:
-    response = jsonify(job_to_json(job))
+# Everything job_to_json reads beyond the row, one query per relationship for any number of jobs
+# (a list page would otherwise read each job's inputs, artifacts and steps one job at a time).
+JOB_JSON_LOADS: tuple[ORMOption, ...] = (
+    joinedload(Job.subject),
+    selectinload(Job.inputs),
+    selectinload(Job.artifacts),
+    selectinload(Job.children),
+)
+
+
+def _poll_headers(response: Response, job: Job, etag: str | None = None) -> Response:
+    """``Retry-After`` while the job is not final; its ``ETag`` when given."""
     if not job.status_enum.is_final:
         response.headers["Retry-After"] = str(current_settings().POLL_RETRY_AFTER)
-    return response, status
+    if etag is not None:
+        response.headers["ETag"] = etag
+    return response
 
 
-def _owned_job(job_id: uuid.UUID) -> Job:
-    """The caller's job; someone else's job is indistinguishable from a missing one (404)."""
-    job = db.session.get(Job, job_id)
-    if job is None or job.owner_id != g.user.id:
+def _job_response(job: Job, status: int = 200) -> tuple[Response, int]:
+    return _poll_headers(jsonify(job_to_json(job)), job), status
+
+
+def _owned_job(job_id: uuid.UUID, *options: ORMOption) -> Job:
+    """The caller's job, read with the owner check in one query; someone else's job is
+    indistinguishable from a missing one (404)."""
+    job = db.session.scalar(
+        db.select(Job).where(Job.id == job_id, Job.owner_id == g.user.id).options(*options)
+    )
+    if job is None:
         raise ApiError(404, "job_not_found", f"No job {job_id}.")
     return job
 
@@ -324,9 +347,19 @@ def create_job() -> tuple[Response, int]:
 
 @bp.get("/jobs/<uuid:job_id>")
 @token_required
-def get_job(job_id: uuid.UUID) -> tuple[Response, int]:
-    """The caller's job with its status, result and artifacts."""
-    return _job_response(_owned_job(job_id))
+def get_job(job_id: uuid.UUID) -> Response:
+    """The caller's job with its status, result and artifacts, tagged with an ``ETag``; ``304``
+    without a body when ``If-None-Match`` names the current tag.
+
+    The most frequent request (clients poll it every ``Retry-After``): one query reads the job
+    and its subject with the owner check, a second its steps for a fan-out type only; inputs and
+    artifacts are read only when the answer is not a 304.
+    """
+    job = _owned_job(job_id, joinedload(Job.subject))
+    etag = job_etag(job)
+    if not_modified(etag):
+        return _poll_headers(Response(status=304), job, etag)
+    return _poll_headers(jsonify(job_to_json(job)), job, etag)
 
 
 def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
@@ -352,7 +385,7 @@ def list_jobs() -> Response:
     """
     page = _int_arg("page", 1, 1, 1_000_000)
     per_page = _int_arg("per_page", 20, 1, MAX_PER_PAGE)
-    query = db.select(Job).filter_by(owner_id=g.user.id, parent_id=None)
+    query = db.select(Job).filter_by(owner_id=g.user.id, parent_id=None).options(*JOB_JSON_LOADS)
     status = request.args.get("status")
     if status is not None:
         if status not in set(JobStatus):

@@ -38,6 +38,20 @@ RETRY_AFTER = {
         "schema": {"type": "integer"},
     }
 }
+ETAG = {
+    "ETag": {
+        "description": "The job's current version. Send it back in If-None-Match on the next poll: "
+        "304 without a body while nothing in the job has changed.",
+        "schema": {"type": "string"},
+    }
+}
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag of the job as last seen; 304 Not Modified when it is still current.",
+    "schema": {"type": "string"},
+}
 JOB_ID = {
     "name": "job_id",
     "in": "path",
@@ -326,9 +340,15 @@ PATHS: dict[str, Any] = {
     "/api/v1/jobs/{job_id}": {
         "get": {
             "summary": "A job's status, progress, result and artifacts.",
-            "parameters": [JOB_ID],
+            "description": "Poll it every Retry-After seconds until the job is final, sending the "
+            "last ETag as If-None-Match: an unchanged job then costs a 304 without a body.",
+            "parameters": [JOB_ID, IF_NONE_MATCH],
             "responses": {
-                "200": {**_json("Job", "The job."), "headers": RETRY_AFTER},
+                "200": {**_json("Job", "The job."), "headers": {**RETRY_AFTER, **ETAG}},
+                "304": {
+                    "description": "Not Modified: the job is as the If-None-Match ETag names it.",
+                    "headers": {**RETRY_AFTER, **ETAG},
+                },
                 "400": INVALID_CHARACTERS,
                 "401": UNAUTHORIZED,
                 "404": NOT_FOUND,

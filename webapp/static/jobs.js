@@ -5,11 +5,20 @@ const ScanQueue = (() => {
   const csrfToken = () => document.querySelector('meta[name="csrf-token"]').content;
 
   async function poll(url, onUpdate) {
+    let job = null;
+    let etag = null;
     for (;;) {
-      const response = await fetch(url, { headers: { Accept: "application/json" } });
-      if (!response.ok) throw new Error(`status ${response.status} from ${url}`);
-      const job = await response.json();
-      onUpdate(job);
+      // Send back the job's last ETag: an unchanged job is a 304 without a body. API answers
+      // are never cached (no-store), so the page keeps the last copy itself.
+      const headers = { Accept: "application/json" };
+      if (etag) headers["If-None-Match"] = etag;
+      const response = await fetch(url, { headers, cache: "no-store" });
+      if (response.status !== 304) {
+        if (!response.ok) throw new Error(`status ${response.status} from ${url}`);
+        job = await response.json();
+        etag = response.headers.get("ETag");
+        onUpdate(job);
+      }
       if (FINAL.has(job.status)) return job;
       const wait = Number(response.headers.get("Retry-After")) || 1;
       await new Promise((resolve) => setTimeout(resolve, wait * 1000));

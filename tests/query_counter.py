@@ -1,0 +1,26 @@
+"""Count the SQL statements a block of code sends, with SQLAlchemy's cursor event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+@contextmanager
+def statements_sent(engine: Engine) -> Iterator[list[str]]:
+    """The statements sent through ``engine`` inside the block (the list fills as they run)."""
+    sent: list[str] = []
+
+    def record(*args: Any) -> None:
+        # (connection, cursor, statement, parameters, context, executemany)
+        sent.append(" ".join(args[2].split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
