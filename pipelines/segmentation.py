@@ -74,6 +74,11 @@ def _resize_probabilities(channel: np.ndarray, width: int, height: int) -> np.nd
     return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
 
 
+def binary_class_map(channel: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A binary model's probability map resized bilinearly to width x height, then >= 0.5."""
+    return (_resize_probabilities(channel, width, height) >= 0.5).astype(np.uint8)
+
+
 def predict_averaged(
     model: BatchPredictor, batch: np.ndarray, flips: tuple[str, ...] = ()
 ) -> np.ndarray:
@@ -101,8 +106,7 @@ def predict_class_map(
     batch = preprocess(pixels, manifest)
     output = predict_averaged(model, batch, manifest.test_time_flips)[0]
     if manifest.is_binary:
-        probability = _resize_probabilities(output[..., 0], width, height)
-        return (probability >= 0.5).astype(np.uint8)
+        return binary_class_map(output[..., 0], width, height)
     if output.shape[-1] != len(manifest.classes):
         raise PipelineError(
             "model_mismatch",
