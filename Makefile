@@ -103,6 +103,7 @@ migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite in 
 
 bench: $(STAMP) ## Run the benchmarks
 	$(VENV_PY) -m benchmarks
+	$(VENV_PY) -m benchmarks.head_versions
 
 # Real worker, gunicorn and nginx processes on Postgres and Redis: a few minutes, mostly the
 # default liveness timeouts (a killed worker's job comes back after 60-90 s).
