@@ -106,6 +106,7 @@ migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite in 
 # The status polls table runs on Postgres (as production does).
 bench: $(STAMP) ## Run the benchmarks
 	$(SERVICES) --redis --postgres -- $(VENV_PY) -m benchmarks
+	$(VENV_PY) -m benchmarks.head_versions
 
 # Real worker, gunicorn and nginx processes on Postgres and Redis: a few minutes, mostly the
 # default liveness timeouts (a killed worker's job comes back after 60-90 s).

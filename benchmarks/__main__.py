@@ -290,9 +290,11 @@ def main() -> None:
         )
         mask_path = scratch / "mask.png"
         mask_path.write_bytes(segmented.artifacts[0].data)
+        manifest = loaded.manifest
         return measure_head(
-            image, mask_path, params, boundary_offset_px=loaded.manifest.boundary_offset_px
-        )
+            image, mask_path, params, boundary_offset_px=manifest.boundary_offset_px,
+            fit=manifest.ellipse_fit,
+        )  # fmt: skip
 
     classifier = classification_model(settings)
 

@@ -170,8 +170,11 @@ def _job(job_type: str, paths: dict[str, Path]) -> tuple[Runner, Runner]:
 
         def head(scan: Path) -> object:
             mask_path.write_bytes(segment(scan, with_overlay=False).artifacts[0].data)
-            offset = loaded.manifest.boundary_offset_px
-            return measure_head(scan, mask_path, params, boundary_offset_px=offset)
+            manifest = loaded.manifest
+            return measure_head(
+                scan, mask_path, params, boundary_offset_px=manifest.boundary_offset_px,
+                fit=manifest.ellipse_fit,
+            )  # fmt: skip
 
         run = segment if job_type == "segmentation" else head
         return lambda: run(paths["small_scan"]), lambda: run(paths["scan"])

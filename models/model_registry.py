@@ -11,9 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pipelines.perimeter import FITS
+from pipelines.segmentation import TEST_TIME_FLIPS
 
 MANIFEST_NAME = "manifest.json"
 _VERSION = re.compile(r"^\d+(\.\d+)*$")
@@ -44,11 +48,28 @@ class ModelManifest:
     max_frames: int = 0
     # Classifiers: below this top probability the prediction is "uncertain" (None: not set).
     uncertain_below: float | None = None
+    # Segmentation: also predict on these flips of the input and average the probabilities
+    # (names in pipelines.segmentation.TEST_TIME_FLIPS); empty: the plain prediction only.
+    test_time_flips: tuple[str, ...] = ()
+    # Head measurement: the ellipse fit stage 2 uses (pipelines.perimeter.FITS).
+    ellipse_fit: str = "least_squares"
 
     @property
     def is_binary(self) -> bool:
         """One foreground class against background: the model outputs one sigmoid channel."""
         return len(self.classes) == 2
+
+
+def _known(
+    key: str, raw: dict[str, Any], known: Iterable[str], default: str | None = None
+) -> tuple[str, ...]:
+    """A manifest entry (one name or a list of names) checked against the known names."""
+    value = raw.get(key, default)
+    names = () if value is None else (value,) if isinstance(value, str) else tuple(value)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"{key}: unknown {unknown}; known: {', '.join(known)}")
+    return names
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -111,6 +132,8 @@ class ModelRegistry:
                     if raw.get("uncertain_below") is not None
                     else None
                 ),
+                test_time_flips=_known("test_time_flips", raw, TEST_TIME_FLIPS),
+                ellipse_fit=_known("ellipse_fit", raw, FITS, "least_squares")[0],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RegistryError(f"manifest of {name} {chosen} is invalid: {exc!r}") from None

@@ -56,12 +56,14 @@ def measure_head(
     boundary_offset_px: float = 0.0,
     limits: ImageLimits = DEFAULT_LIMITS,
     age: GestationalAge | None = None,
+    fit: str = "least_squares",
 ) -> PipelineOutput:
     """HC in mm with the fitted ellipse over the scan, or a flagged empty result; both with the
     growth fields for the gestational age ``age`` (unknown when None).
 
     ``boundary_offset_px`` (from the model's manifest) moves the fitted ellipse inwards: a model
     trained on masks drawn with their outline predicts a boundary that far outside the contour.
+    ``fit`` (also the manifest's, ``ellipse_fit``) is the ellipse fit of ``measure_perimeter``.
     """
     scan = read_scan(scan_path, limits)
     spacing = scan_spacing(scan, params)
@@ -76,7 +78,7 @@ def measure_head(
         )
     progress(80)
     try:
-        measurement = inset(measure_perimeter(mask, spacing), boundary_offset_px)
+        measurement = inset(measure_perimeter(mask, spacing, fit), boundary_offset_px)
     except PipelineError as exc:
         if exc.code not in {"empty_mask", "degenerate_mask"}:
             raise

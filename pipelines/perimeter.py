@@ -62,6 +62,17 @@ MIN_SEMI_AXIS_PX = 1.0
 # predicted head masks (irregular, upsampled edges) score 1-4 %, so 5 % marks a real shape change.
 POOR_FIT_RESIDUAL_PX = 1.0
 POOR_FIT_RESIDUAL_FRACTION = 0.05
+# The robust fit ("robust"): boundary points lying on the image's own edge are not the object's
+# contour (the object was cut off there) and are dropped when most points remain; then points
+# further from the fitted ellipse than REJECT_SIGMAS robust standard deviations (1.4826 x the median
+# absolute Sampson distance), and never closer than REJECT_FLOOR_PX (staircase noise), are left
+# out and the ellipse refitted, until the kept set stops changing. At least MIN_KEPT_FRACTION of
+# the points must stay: a boundary that is mostly "outliers" is no ellipse, so nothing is rejected.
+FITS = ("least_squares", "robust")
+REJECT_SIGMAS = 3.0
+REJECT_FLOOR_PX = 1.0
+MAX_REFITS = 5
+MIN_KEPT_FRACTION = 0.5
 # Nominal value ranges, smallest first, for modes whose range the mode itself does not fix.
 NOMINAL_RANGES = (1.0, 255.0, 65535.0, float(2**32 - 1))
 OVERLAY_COLOUR = (255, 64, 64)
@@ -218,23 +229,67 @@ def _outer_boundary(component: np.ndarray) -> np.ndarray:
     return np.column_stack((contour[:, 1] + cols.start - 1, contour[:, 0] + rows.start - 1))
 
 
+def _sampson_distances(points: np.ndarray, model: EllipseModel) -> np.ndarray:
+    """Signed first-order (Sampson) distance of each point from the ellipse, in px."""
+    a, b = model.axis_lengths
+    cos_t, sin_t = math.cos(model.theta), math.sin(model.theta)
+    dx, dy = points[:, 0] - model.center[0], points[:, 1] - model.center[1]
+    u, v = dx * cos_t + dy * sin_t, -dx * sin_t + dy * cos_t
+    value = (u / a) ** 2 + (v / b) ** 2 - 1
+    return value / (2 * np.hypot(u / a**2, v / b**2))
+
+
 def _geometric_residual(points: np.ndarray, model: EllipseModel) -> float:
     """RMS distance of the points from the ellipse, by the first-order (Sampson) approximation.
 
     distance ≈ |F| / |∇F| for F(x, y) = (u/a)² + (v/b)² - 1 in the ellipse's own frame; exact on
     the curve, accurate to well under a pixel for points within a few pixels of it.
     """
-    a, b = model.axis_lengths
-    cos_t, sin_t = math.cos(model.theta), math.sin(model.theta)
-    dx, dy = points[:, 0] - model.center[0], points[:, 1] - model.center[1]
-    u, v = dx * cos_t + dy * sin_t, -dx * sin_t + dy * cos_t
-    value = (u / a) ** 2 + (v / b) ** 2 - 1
-    gradient = 2 * np.hypot(u / a**2, v / b**2)
-    return float(np.sqrt(np.mean((value / gradient) ** 2)))
+    return float(np.sqrt(np.mean(_sampson_distances(points, model) ** 2)))
 
 
-def measure_perimeter(mask: np.ndarray, pixel_spacing_mm: float) -> PerimeterMeasurement:
-    """Fit an ellipse to the largest object's outer boundary at full resolution and measure it."""
+def _inside_image(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The boundary points that are not on the image's edge (the 0.5 iso-line beyond it)."""
+    height, width = shape
+    x, y = points[:, 0], points[:, 1]
+    keep = (x > 0) & (x < width - 1) & (y > 0) & (y < height - 1)
+    return points[keep] if keep.sum() >= MIN_KEPT_FRACTION * len(points) else points
+
+
+def _fit_ellipse(points: np.ndarray) -> EllipseModel | None:
+    """Direct least-squares ellipse, or None when the points do not determine one."""
+    return EllipseModel.from_estimate(points) if len(points) >= MIN_BOUNDARY_POINTS else None
+
+
+def _robust_fit(points: np.ndarray, shape: tuple[int, ...]) -> EllipseModel | None:
+    """Least squares without the image-edge points, refitted without outliers (see FITS)."""
+    points = _inside_image(points, shape)
+    model = _fit_ellipse(points)
+    kept = np.ones(len(points), dtype=bool)
+    for _ in range(MAX_REFITS):
+        if model is None:
+            return None
+        distances = np.abs(_sampson_distances(points, model))
+        spread = 1.4826 * float(np.median(distances[kept]))
+        inliers = distances <= max(REJECT_SIGMAS * spread, REJECT_FLOOR_PX)
+        if inliers.sum() < MIN_KEPT_FRACTION * len(points) or np.array_equal(inliers, kept):
+            break
+        refitted = _fit_ellipse(points[inliers])
+        if refitted is None or not np.all(np.isfinite(refitted.axis_lengths)):
+            break
+        model, kept = refitted, inliers
+    return model
+
+
+def measure_perimeter(
+    mask: np.ndarray, pixel_spacing_mm: float, fit: str = "least_squares"
+) -> PerimeterMeasurement:
+    """Fit an ellipse to the largest object's outer boundary at full resolution and measure it.
+
+    ``fit`` is "least_squares" (every boundary point) or "robust" (see FITS).
+    """
+    if fit not in FITS:
+        raise ValueError(f"unknown ellipse fit {fit!r}; known: {', '.join(FITS)}")
     spacing = _check_spacing(pixel_spacing_mm)
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
@@ -246,7 +301,7 @@ def measure_perimeter(mask: np.ndarray, pixel_spacing_mm: float) -> PerimeterMea
     window_rows, window_cols = _object_window(mask)
     component, components, largest_fraction = _largest_component(mask[window_rows, window_cols])
     points = _outer_boundary(component) + np.array([window_cols.start, window_rows.start])
-    model = EllipseModel.from_estimate(points) if len(points) >= MIN_BOUNDARY_POINTS else None
+    model = _robust_fit(points, mask.shape) if fit == "robust" else _fit_ellipse(points)
     axes = np.asarray(model.axis_lengths, dtype=float) if model else np.zeros(2)
     if not model or not np.all(np.isfinite(axes)) or axes.min() < MIN_SEMI_AXIS_PX:
         raise PipelineError(

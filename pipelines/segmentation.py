@@ -32,6 +32,12 @@ PALETTE = np.array(
 )
 # Tint weight of the class colour, in tenths (integer arithmetic keeps the overlay cheap).
 OVERLAY_TENTHS = 4
+# Test-time flips a manifest may name: the image axes of an (N, H, W, C) batch each one reverses.
+TEST_TIME_FLIPS: dict[str, tuple[int, ...]] = {
+    "horizontal": (2,),
+    "vertical": (1,),
+    "both": (1, 2),
+}
 
 
 class SegmentationModelSpec(Protocol):
@@ -43,6 +49,7 @@ class SegmentationModelSpec(Protocol):
     input_width: int
     channels: int
     classes: dict[int, str]
+    test_time_flips: tuple[str, ...]
 
     @property
     def is_binary(self) -> bool: ...
@@ -67,17 +74,39 @@ def _resize_probabilities(channel: np.ndarray, width: int, height: int) -> np.nd
     return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
 
 
+def binary_class_map(channel: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A binary model's probability map resized bilinearly to width x height, then >= 0.5."""
+    return (_resize_probabilities(channel, width, height) >= 0.5).astype(np.uint8)
+
+
+def predict_averaged(
+    model: BatchPredictor, batch: np.ndarray, flips: tuple[str, ...] = ()
+) -> np.ndarray:
+    """The model's (N, H, W, C) output, averaged with its output on each flip of the batch.
+
+    Each flipped prediction is flipped back before averaging; all variants go through the model
+    in one call. The flips are names from TEST_TIME_FLIPS (the manifest's ``test_time_flips``).
+    """
+    variants = [batch, *(np.flip(batch, TEST_TIME_FLIPS[flip]) for flip in flips)]
+    output = np.asarray(model.predict_on_batch(np.concatenate(variants)))
+    if output.ndim == 3:
+        output = output[..., None]
+    count = len(batch)
+    total = output[:count].astype(np.float32)
+    for k, flip in enumerate(flips, start=1):
+        total += np.flip(output[k * count : (k + 1) * count], TEST_TIME_FLIPS[flip])
+    return total / (1 + len(flips))
+
+
 def predict_class_map(
     model: BatchPredictor, manifest: SegmentationModelSpec, pixels: np.ndarray
 ) -> np.ndarray:
     """Class index per pixel at the scan's own resolution (probabilities resized, then decided)."""
     height, width = pixels.shape
-    output = np.asarray(model.predict_on_batch(preprocess(pixels, manifest)))[0]
-    if output.ndim == 2:
-        output = output[..., None]
+    batch = preprocess(pixels, manifest)
+    output = predict_averaged(model, batch, manifest.test_time_flips)[0]
     if manifest.is_binary:
-        probability = _resize_probabilities(output[..., 0], width, height)
-        return (probability >= 0.5).astype(np.uint8)
+        return binary_class_map(output[..., 0], width, height)
     if output.shape[-1] != len(manifest.classes):
         raise PipelineError(
             "model_mismatch",

@@ -26,15 +26,17 @@ SEGMENT, MEASURE = JOB_TYPE.stages
 MASK_ARTIFACT = "mask.png"
 
 
-def boundary_offset(model_dir: Path, job_id: uuid.UUID) -> float:
-    """The mask-boundary offset of the model version that segmented this job (0 if unknown)."""
+def head_fit(model_dir: Path, job_id: uuid.UUID) -> tuple[float, str]:
+    """(boundary offset px, ellipse fit) of the model version that segmented this job.
+
+    Unknown model: (0, least squares), the plain measurement.
+    """
     job = db.session.get(Job, job_id)
     if job is None or not job.model_name or not job.model_version:
-        return 0.0
+        return 0.0, "least_squares"
     with model_unavailable():
-        return (
-            ModelRegistry(model_dir).manifest(job.model_name, job.model_version).boundary_offset_px
-        )
+        manifest = ModelRegistry(model_dir).manifest(job.model_name, job.model_version)
+    return manifest.boundary_offset_px, manifest.ellipse_fit
 
 
 @shared_task(name=SEGMENT.task_name, bind=True)
@@ -56,11 +58,11 @@ def measure(self: Task, job_id: str) -> str:
     def measure_stage(
         inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
     ) -> PipelineOutput:
-        offset = boundary_offset(settings.MODEL_DIR, uuid.UUID(job_id))
+        offset, fit = head_fit(settings.MODEL_DIR, uuid.UUID(job_id))
         job = db.session.get(Job, uuid.UUID(job_id))
         age = job_gestational_age(job) if job is not None else None
         return measure_head(
-            inputs[0], mask_path, params, progress, offset, settings.image_limits, age
+            inputs[0], mask_path, params, progress, offset, settings.image_limits, age, fit
         )
 
     return run_job(self, job_id, measure_stage)

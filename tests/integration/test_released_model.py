@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import io
 
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.config import load_settings
+from models.model_registry import ModelRegistry
+from pipelines.head_circumference import inset
+from pipelines.perimeter import measure_perimeter
 from tests.builders import face_photo, no_face_photo, submit_job
 from tests.conftest import hc18_images
 from tests.integration.conftest import WorkerStack, signed_in, succeeded_job
@@ -19,6 +27,7 @@ def test_released_model_measures_hc18_images_through_the_system(
 ) -> None:
     images = hc18_images()
     stack = released_model_stack
+    newest = ModelRegistry(load_settings().MODEL_DIR).manifest("hc18-unet")
     with signed_in(stack) as (client, headers):
         # One request per image: each has its own pixel size.
         for image in (images[name] for name in IMAGES):
@@ -29,8 +38,26 @@ def test_released_model_measures_hc18_images_through_the_system(
             assert response.status_code == 202
             job = succeeded_job(stack, client, headers, response.headers["Location"])
             assert job["model"]["name"] == "hc18-unet"
-            assert job["result"]["head_circumference_mm"] == pytest.approx(
+            assert job["model"]["version"] == newest.version
+            result = job["result"]
+            assert result["head_circumference_mm"] == pytest.approx(
                 image.head_circumference_mm, abs=6.0
+            )
+            # Stage 2 measured the stage-1 mask with that version's offset and ellipse fit.
+            urls = {artifact["name"]: artifact["url"] for artifact in job["artifacts"]}
+            mask = (
+                np.asarray(
+                    Image.open(io.BytesIO(client.get(urls["mask.png"], headers=headers).data))
+                )
+                > 127
+            )
+            expected = inset(
+                measure_perimeter(mask, image.pixel_size_mm, newest.ellipse_fit),
+                newest.boundary_offset_px,
+            )
+            assert result["boundary_offset_px"] == newest.boundary_offset_px
+            assert result["head_circumference_mm"] == pytest.approx(
+                expected.circumference_mm, abs=1e-3
             )
 
 

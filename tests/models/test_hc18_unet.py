@@ -33,6 +33,29 @@ def test_released_model_segments_and_measures_validation_images() -> None:
         assert score.error_mm is not None and abs(score.error_mm) <= 6.0, score
 
 
+# 1.0.0's measurements (inset, raw) in mm of the first validation images, as main measured them
+# before postprocessing options existed (commit 30cf9b7): pinning 1.0.0 must still give them.
+MEASURED_BY_1_0_0 = {
+    "000_HC.png": (46.431064604201175, 47.13458152364076),
+    "004_HC.png": (60.37188771691401, 60.994539024567395),
+    "005_HC.png": (72.07812939582266, 73.25705365548905),
+}
+
+
+def test_version_1_0_0_still_measures_exactly_as_before() -> None:
+    settings = load_settings()
+    loaded = ModelCache().get(settings.MODEL_DIR, "hc18-unet", "1.0.0")
+    assert loaded.manifest.test_time_flips == () and loaded.manifest.ellipse_fit == "least_squares"
+    by_name = {image.name: image for image in list_images(HC18_DIR)}
+
+    scores = score_images(loaded.model, loaded.manifest, [by_name[n] for n in MEASURED_BY_1_0_0])
+
+    for score in scores:
+        measured, raw = MEASURED_BY_1_0_0[score.name]
+        assert score.measured_mm == pytest.approx(measured, abs=0.01), score
+        assert score.measured_raw_mm == pytest.approx(raw, abs=0.01), score
+
+
 def test_multi_class_unet_outputs_softmax_over_classes() -> None:
     model = build_unet((32, 48, 1), base_filters=4, depth=2, num_classes=3)
     x = np.random.default_rng(0).random((2, 32, 48, 1), dtype=np.float32)

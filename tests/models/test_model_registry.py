@@ -70,6 +70,22 @@ def test_invalid_manifest_is_a_clear_error(tmp_path: Path) -> None:
         ModelRegistry(tmp_path).manifest("seg")
 
 
+def test_postprocessing_options_default_to_the_plain_measurement(registry_root: Path) -> None:
+    manifest = ModelRegistry(registry_root).manifest("seg")
+    assert manifest.test_time_flips == () and manifest.ellipse_fit == "least_squares"
+
+
+def test_postprocessing_options_are_read_and_checked(tmp_path: Path) -> None:
+    fields = {"test_time_flips": ["horizontal", "both"], "ellipse_fit": "robust"}
+    write_registry_model(tmp_path, "seg", "1.0.0", bright_pixel_model(), BINARY_CLASSES, **fields)
+    manifest = ModelRegistry(tmp_path).manifest("seg")
+    assert manifest.test_time_flips == ("horizontal", "both") and manifest.ellipse_fit == "robust"
+    for bad in ({"test_time_flips": ["sideways"]}, {"ellipse_fit": "ransac"}):
+        write_registry_model(tmp_path, "seg", "2.0.0", bright_pixel_model(), BINARY_CLASSES, **bad)
+        with pytest.raises(RegistryError, match=f"invalid.*{next(iter(bad))}"):
+            ModelRegistry(tmp_path).manifest("seg", "2.0.0")
+
+
 def test_loaded_model_predicts_and_is_cached(registry_root: Path) -> None:
     cache = ModelCache()
     loaded = cache.get(registry_root, "seg")

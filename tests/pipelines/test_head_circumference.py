@@ -115,3 +115,16 @@ def test_no_spacing_at_all_and_mismatched_mask_fail(scan: Path, tmp_path: Path) 
     with pytest.raises(PipelineError) as error:
         measure_head(scan, small, {"pixel_spacing_mm": 0.1})
     assert error.value.code == "mask_mismatch"
+
+
+def test_the_fit_option_reaches_the_ellipse_fit(scan: Path, tmp_path: Path) -> None:
+    # A head cut off by the left border: the robust fit (1.1.0's manifest) leaves the border out.
+    clipped = np.roll(ellipse_mask(200, 150), -300, axis=1)
+    clipped[:, -100:] = 0  # what np.roll brought round from the left edge
+    mask = write(tmp_path / "clipped.png", clipped)
+    true_mm = ellipse_circumference(200, 150) * 0.1
+    plain = measure_head(scan, mask, {"pixel_spacing_mm": 0.1}).result
+    robust = measure_head(scan, mask, {"pixel_spacing_mm": 0.1}, fit="robust").result
+    assert plain["head_circumference_mm"] < true_mm - 2.0
+    assert robust["head_circumference_mm"] == pytest.approx(true_mm, rel=0.005)
+    assert "touches_border" in robust["quality_flags"]

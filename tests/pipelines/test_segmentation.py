@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.model_registry import ModelManifest
 from models.serving import ModelCache
 from pipelines.base import PipelineError
-from pipelines.segmentation import segmentation_pipeline
+from pipelines.segmentation import predict_averaged, predict_class_map, segmentation_pipeline
 from tests.builders import dicom_bytes, encode
 from tests.model_builders import (
     BINARY_CLASSES,
@@ -105,3 +107,36 @@ def test_non_square_dicom_pixels_and_corrupt_files_fail_clearly(models, tmp_path
         with pytest.raises(PipelineError) as error:
             run(binary, path)
         assert error.value.code == code
+
+
+class RampModel:
+    """Head probability = intensity x column ramp (0 left, 1 right): not flip-equivariant."""
+
+    def __init__(self) -> None:
+        self.batch_sizes: list[int] = []
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        self.batch_sizes.append(len(x))
+        return x * np.linspace(0.0, 1.0, x.shape[2])[None, None, :, None]
+
+
+def test_test_time_flips_average_the_flipped_back_predictions_in_one_call() -> None:
+    model = RampModel()
+    x = np.full((1, 4, 5, 1), 0.8, dtype=np.float32)
+    plain = predict_averaged(model, x)
+    np.testing.assert_allclose(plain[0, 0, :, 0], 0.8 * np.linspace(0, 1, 5), atol=1e-6)
+    # The ramp and its mirror average to 0.5 everywhere; a vertical flip leaves it unchanged.
+    np.testing.assert_allclose(predict_averaged(model, x, ("horizontal",)), 0.4, atol=1e-6)
+    np.testing.assert_allclose(predict_averaged(model, x, ("vertical",)), plain, atol=1e-6)
+    np.testing.assert_allclose(predict_averaged(model, x, ("both",)), 0.4, atol=1e-6)
+    assert model.batch_sizes == [1, 2, 2, 2]
+
+
+def test_manifest_flips_change_the_predicted_mask() -> None:
+    classes = {0: "background", 1: "head"}
+    plain = ModelManifest("ramp", "1.0.0", Path("none"), "", 8, 10, 1, classes)
+    flipped = dataclasses.replace(plain, test_time_flips=("horizontal",))
+    pixels = np.full((16, 20), 204, dtype=np.uint8)  # 0.8 after scaling
+    # Plain: only the right part reaches 0.5; averaged with the mirror: 0.4 everywhere, no head.
+    assert 0 < predict_class_map(RampModel(), plain, pixels).mean() < 0.5
+    assert not predict_class_map(RampModel(), flipped, pixels).any()
