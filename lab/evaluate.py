@@ -205,8 +205,8 @@ def spec_for(
     """A manifest for a weights file not yet in the registry (input size from the model)."""
     _, height, width, channels = model.input_shape  # type: ignore[attr-defined]
     return ModelManifest(
-        name, version, weights, file_sha256(weights), height, width, channels, HEAD_CLASSES,
-        PREPROCESSING, boundary_offset_px=boundary_offset_px,
+        name, version, weights, file_sha256(weights), "segmentation", height, width, channels,
+        HEAD_CLASSES, PREPROCESSING, boundary_offset_px=boundary_offset_px,
     )  # fmt: skip
 
 
@@ -215,6 +215,7 @@ def release_fields(spec: ModelManifest, metrics: dict[str, float]) -> dict[str, 
     return {
         "name": spec.name,
         "version": spec.version,
+        "task": spec.task,
         "input_height": spec.input_height,
         "input_width": spec.input_width,
         "channels": spec.channels,

@@ -33,13 +33,20 @@ def three_level_model():
 
 
 def write_registry_model(
-    root: Path, name: str, version: str, model, classes: dict[int, str], **fields: object
+    root: Path,
+    name: str,
+    version: str,
+    model,
+    classes: dict[int, str],
+    task: str = "segmentation",
+    **fields: object,
 ) -> Path:
     """Save the model and a manifest as ``root/name/version``; returns the weights path."""
     return save_release(
         model,
         root / name / version,
         {
+            "task": task,
             "input_height": INPUT_HEIGHT,
             "input_width": INPUT_WIDTH,
             "channels": 1,
@@ -75,6 +82,7 @@ def write_sequence_model(root: Path, name: str, version: str = "1.0.0") -> Path:
         version,
         tiny_sequence_model(),
         TREND_CLASSES,
+        "sequence",
         input_height=SEQUENCE_FRAME,
         input_width=SEQUENCE_FRAME,
         channels=3,
@@ -109,5 +117,11 @@ def write_classifier(root: Path, name: str, uncertain_below: float | None = 0.6)
         {} if uncertain_below is None else {"uncertain_below": uncertain_below}
     )
     return write_registry_model(
-        root, name, "1.0.0", mean_intensity_classifier(), TRIMESTER_CLASSES, **fields
+        root,
+        name,
+        "1.0.0",
+        mean_intensity_classifier(),
+        TRIMESTER_CLASSES,
+        "classification",
+        **fields,
     )

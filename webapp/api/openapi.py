@@ -280,6 +280,8 @@ PATHS: dict[str, Any] = {
                     "missing_pixel_spacing",
                     "taken_at_mismatch",
                     "invalid_characters",
+                    "unknown_model",
+                    "wrong_model_task",
                 ),
                 "401": UNAUTHORIZED,
                 "403": _error("email_unconfirmed", "csrf_failed"),
