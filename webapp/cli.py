@@ -14,6 +14,7 @@ from core.dead_letters import count_dead_letters, dead_letters
 from core.records import FollowUp, User, utcnow
 from core.settings_access import current_settings
 from core.storage import MediaStorage
+from webapp.cli_models import models_cli
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 
@@ -141,3 +142,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(outcomes_cli)
     app.cli.add_command(jobs_cli)
+    app.cli.add_command(models_cli)
