@@ -155,7 +155,7 @@ CATALOGUE: tuple[ErrorCode, ...] = (
     _job("mask_mismatch", "The stage-1 mask does not match the scan's size."),
     _job(
         "model_unavailable",
-        "The model cannot be loaded (unknown, or its weights' sha256 is wrong).",
+        "The model cannot be loaded (unknown, of another task, or its weights' sha256 is wrong).",
     ),
     _job("model_mismatch", "The model's output does not match its manifest (classes, channels)."),
     _job("no_faces_found", "No usable face in any photo of the series."),
