@@ -256,3 +256,27 @@ def tissue_unet(fat_bias: float = -90.0):
     kernel[0, 0, 0] = [0.0, 90.0, 180.0]
     head.set_weights([kernel, np.array([0.0, -30.0, fat_bias], dtype=np.float32)])
     return model
+
+
+def write_manifest_only(
+    root: Path, name: str, version: str, task: str, classes: tuple[str, ...], card: str | None
+) -> Path:
+    """A registry version whose weights are placeholder bytes: enough for everything that reads
+    manifests only (the web), never loaded. Returns its folder."""
+    folder = root / name / version
+    folder.mkdir(parents=True)
+    (folder / "model.keras").write_bytes(b"placeholder")
+    manifest = {
+        "file": "model.keras",
+        "sha256": "0" * 64,
+        "task": task,
+        "input_height": INPUT_HEIGHT,
+        "input_width": INPUT_WIDTH,
+        "channels": 1,
+        "classes": {str(index): label for index, label in enumerate(classes)},
+        "metrics": {"accuracy": 0.9, "recall": {classes[0]: 0.8}},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    if card is not None:
+        (folder / "MODEL_CARD.md").write_text(card)
+    return folder
