@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 
 from core.jobtypes import JOB_TYPES
 from core.model_choice import default_model_setting
-from core.model_registry import ModelManifest, ModelRegistry
+from core.model_registry import TASKS, ModelManifest, ModelRegistry
 from core.settings_access import current_settings
 from webapp.api import bp
 from webapp.auth import token_required
+from webapp.errors import ApiError
 
 
 def version_to_json(manifest: ModelManifest) -> dict[str, Any]:
@@ -36,9 +37,9 @@ def version_to_json(manifest: ModelManifest) -> dict[str, Any]:
     }
 
 
-def model_catalogue() -> list[dict[str, Any]]:
-    """Every model with its versions (oldest first), the job types that can use it and the
-    ones it is the default of."""
+def model_catalogue(task: str | None = None) -> list[dict[str, Any]]:
+    """Every model (of the task, if given) with its versions (oldest first), the job types that
+    can use it and the ones it is the default of."""
     settings = current_settings()
     defaults = {
         job_type.name: getattr(settings, default_model_setting(job_type))
@@ -47,13 +48,16 @@ def model_catalogue() -> list[dict[str, Any]]:
     }
     found = []
     for name, manifests in ModelRegistry(settings.MODEL_DIR).catalogue().items():
-        task = manifests[-1].task
+        if task is not None and manifests[-1].task != task:
+            continue
         found.append(
             {
                 "name": name,
-                "task": task,
+                "task": manifests[-1].task,
                 "newest": manifests[-1].version,
-                "job_types": sorted(t.name for t in JOB_TYPES.values() if t.model_task == task),
+                "job_types": sorted(
+                    t.name for t in JOB_TYPES.values() if t.model_task == manifests[-1].task
+                ),
                 "default_for": sorted(t for t, model in defaults.items() if model == name),
                 "versions": [version_to_json(manifest) for manifest in manifests],
             }
@@ -64,5 +68,9 @@ def model_catalogue() -> list[dict[str, Any]]:
 @bp.get("/models")
 @token_required
 def list_models() -> Response:
-    """The models jobs can name in params.model, with their versions and cards."""
-    return jsonify({"models": model_catalogue()})
+    """The models jobs can name in params.model, with their versions and cards; ``?task=``
+    keeps the models of one task."""
+    task = request.args.get("task")
+    if task is not None and task not in TASKS:
+        raise ApiError(400, "invalid_query", f"'task' must be one of {', '.join(TASKS)}.")
+    return jsonify({"models": model_catalogue(task)})

@@ -425,9 +425,17 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "The registry's models: what params.model and params.model_version of "
             "each model job type may name.",
+            "parameters": [
+                {
+                    "name": "task",
+                    "in": "query",
+                    "description": "Only the models of this task.",
+                    "schema": {"type": "string", "enum": list(TASKS)},
+                }
+            ],
             "responses": {
                 "200": _json("ModelList", "Every model and its versions, by name."),
-                "400": INVALID_CHARACTERS,
+                "400": _error("invalid_query", "invalid_characters"),
                 "401": UNAUTHORIZED,
             },
         }

@@ -55,6 +55,10 @@ def test_the_models_are_listed_with_versions_classes_input_metrics_and_cards(
     tissue = models["tissue"]
     assert tissue["job_types"] == ["head_circumference", "segmentation"]
     assert tissue["versions"][0]["card"] is None and tissue["default_for"] == []
+    only = client.get("/api/v1/models?task=segmentation", headers=headers).json["models"]
+    assert [model["name"] for model in only] == ["tissue"]
+    wrong = client.get("/api/v1/models?task=nope", headers=headers)
+    assert (wrong.status_code, wrong.json["error"]["code"]) == (400, "invalid_query")
 
 
 def test_the_committed_models_are_the_defaults(
