@@ -1,7 +1,7 @@
 """``flask --app webapp models ...``: import a Keras model into the registry, list, show.
 
 ``list`` and ``show`` read the manifests. ``import`` needs Keras, which the web process never
-loads: it runs ``python -m models.importer`` in a child process (with this app's MODEL_DIR), as
+loads: it runs ``python -m models.import_cli`` in a child process (with this app's MODEL_DIR), as
 the web hands jobs to workers by name, and passes its output and exit status through.
 """
 
@@ -20,7 +20,7 @@ from core.settings_access import current_settings
 
 models_cli = AppGroup("models", help="The model registry: import Keras models, list, show.")
 
-IMPORTER = "models.importer"
+IMPORTER = "models.import_cli"
 
 
 def registry() -> ModelRegistry:

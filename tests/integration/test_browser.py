@@ -92,8 +92,8 @@ def test_upload_watch_progress_and_see_the_measurement(
         assert page.locator("text=hc18-unet").count() >= 1  # the job names the model it used
 
         page.goto(f"{site}/models")
-        expect(page.locator("#model-hc18-unet h2")).to_contain_text("hc18-unet")
-        expect(page.locator("#model-hc18-unet .model-card h1")).to_contain_text("hc18-unet")
+        expect(page.locator("#model-hc18-unet > h2")).to_contain_text("hc18-unet")
+        expect(page.locator("#model-hc18-unet .model-card h1").first).to_contain_text("hc18-unet")
 
         # Deleting a subject asks first (confirm.js, from the form's data-confirm); the name is
         # shown as text. Dismissed, nothing happens.
