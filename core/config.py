@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     # The default classifier; a job may name another registered one (params.model).
     CLASSIFICATION_MODEL: str = "hc18-trimester"
     CLASSIFICATION_MODEL_VERSION: str = ""
+    # What one worker process keeps loaded (least recently used out; 0 = no limit): models, and
+    # bytes of weights in memory (shapes x dtype sizes). The model a job needs is always loaded.
+    MODEL_CACHE_MAX_MODELS: int = Field(default=8, ge=0)
+    MODEL_CACHE_MAX_BYTES: int = Field(default=4 * 1024**3, ge=0)
     # Below this top probability a classification is "uncertain", unless the model's manifest
     # or the job's params give another threshold.
     CLASSIFICATION_UNCERTAIN_BELOW: float = Field(default=0.6, ge=0, le=1)

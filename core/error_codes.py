@@ -67,6 +67,18 @@ CATALOGUE: tuple[ErrorCode, ...] = (
         job=True,
     ),
     _e("taken_at_mismatch", 400, "`taken_at` does not have one date per photo."),
+    _e(
+        "unknown_model",
+        400,
+        "`params.model` names no model in the registry, or `params.model_version` no version of "
+        "it (`GET /api/v1/models` lists them).",
+    ),
+    _e(
+        "wrong_model_task",
+        400,
+        "`params.model` does another task than the job type needs (e.g. a classifier for "
+        "segmentation).",
+    ),
     _e("invalid_characters", 400, "A NUL character in the path, query or form."),
     _e("invalid_query", 400, "A list filter or page number that is not valid."),
     ErrorCode("bad_request", "A request the server cannot parse.", (400,), generic=True),
@@ -143,7 +155,7 @@ CATALOGUE: tuple[ErrorCode, ...] = (
     _job("mask_mismatch", "The stage-1 mask does not match the scan's size."),
     _job(
         "model_unavailable",
-        "The model cannot be loaded (unknown, or its weights' sha256 is wrong).",
+        "The model cannot be loaded (unknown, of another task, or its weights' sha256 is wrong).",
     ),
     _job("model_mismatch", "The model's output does not match its manifest (classes, channels)."),
     _job("no_faces_found", "No usable face in any photo of the series."),

@@ -232,9 +232,9 @@ def spec_for(
     """A manifest for a weights file not yet in the registry (input size from the model)."""
     _, height, width, channels = model.input_shape  # type: ignore[attr-defined]
     return ModelManifest(
-        name, version, weights, file_sha256(weights), height, width, channels, HEAD_CLASSES,
-        PREPROCESSING, boundary_offset_px=boundary_offset_px, test_time_flips=test_time_flips,
-        ellipse_fit=ellipse_fit,
+        name, version, weights, file_sha256(weights), "segmentation", height, width, channels,
+        HEAD_CLASSES, PREPROCESSING, boundary_offset_px=boundary_offset_px,
+        test_time_flips=test_time_flips, ellipse_fit=ellipse_fit,
     )  # fmt: skip
 
 
@@ -243,6 +243,7 @@ def release_fields(spec: ModelManifest, metrics: dict[str, float]) -> dict[str, 
     return {
         "name": spec.name,
         "version": spec.version,
+        "task": spec.task,
         "input_height": spec.input_height,
         "input_width": spec.input_width,
         "channels": spec.channels,

@@ -153,6 +153,7 @@ def main() -> None:
         {
             "name": MODEL_NAME,
             "version": args.version,
+            "task": "classification",
             "input_height": args.input_height,
             "input_width": args.input_width,
             "channels": 1,

@@ -153,6 +153,7 @@ def main() -> None:
         {
             "name": MODEL_NAME,
             "version": args.version,
+            "task": "sequence",
             "input_height": FRAME_SIZE,
             "input_width": FRAME_SIZE,
             "channels": 3,

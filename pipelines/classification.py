@@ -24,6 +24,7 @@ class ClassifierSpec(Protocol):
     input_width: int
     channels: int
     classes: dict[int, str]
+    input_scale: str
 
 
 def classify_images(
@@ -41,6 +42,9 @@ def classify_images(
     batch = np.concatenate([preprocess(read_scan(path, limits).pixels, spec) for path in inputs])
     progress(40)
     probabilities = np.asarray(model.predict_on_batch(batch), dtype=np.float64)
+    if len(names) == 2 and probabilities.shape == (len(inputs), 1):
+        # One sigmoid unit: the probability of the second class.
+        probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=1)
     if probabilities.shape != (len(inputs), len(names)):
         raise PipelineError(
             "model_mismatch",

@@ -1,7 +1,8 @@
 """Segmentation with a registry model: scan in, class map at the scan's resolution out.
 
 The model is passed in (loaded once per worker process); this module never imports a framework:
-it only calls ``model.predict_on_batch`` on a float32 batch of shape (1, H, W, C) in [0, 1].
+it only calls ``model.predict_on_batch`` on a float32 batch of shape (1, H, W, C) on the
+manifest's input scale (``pipelines.model_input``).
 A binary model (two classes in its manifest) outputs one sigmoid channel; a multi-class model
 outputs one softmax channel per class.
 """
@@ -23,6 +24,7 @@ from pipelines.base import (
     png_bytes,
 )
 from pipelines.limits import DEFAULT_LIMITS, ImageLimits
+from pipelines.model_input import scale_pixels
 from pipelines.scans import Scan, read_scan, row_blocks
 
 # Overlay colours by class index (background, then foreground classes).
@@ -50,6 +52,7 @@ class SegmentationModelSpec(Protocol):
     channels: int
     classes: dict[int, str]
     test_time_flips: tuple[str, ...]
+    input_scale: str
 
     @property
     def is_binary(self) -> bool: ...
@@ -62,10 +65,10 @@ class BatchPredictor(Protocol):
 
 
 def preprocess(pixels: np.ndarray, manifest: SegmentationModelSpec) -> np.ndarray:
-    """Grayscale 8-bit (H, W) to the model's input: resized bilinearly, scaled to [0, 1]."""
+    """Grayscale 8-bit (H, W) to the model's input: resized bilinearly, on its input scale."""
     size = (manifest.input_width, manifest.input_height)
     resized = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
-    batch = resized.astype(np.float32)[None, :, :, None] / 255.0
+    batch = scale_pixels(resized, manifest.input_scale)[None, :, :, None]
     return np.repeat(batch, manifest.channels, axis=-1) if manifest.channels > 1 else batch
 
 

@@ -22,6 +22,7 @@ from pipelines.base import (
     ProgressCallback,
     png_bytes,
 )
+from pipelines.model_input import scale_pixels
 
 # Input names of the sequence model (lab.sequence_net); kept here so pipelines stay Keras-free.
 FRAMES_INPUT = "frames"
@@ -38,6 +39,7 @@ class SequenceModelSpec(Protocol):
     input_width: int
     max_frames: int
     classes: dict[int, str]
+    input_scale: str
 
 
 class SequencePredictor(Protocol):
@@ -77,7 +79,7 @@ def frames_tensor(
     mask = np.zeros((1, spec.max_frames), dtype=bool)
     for step, frame in enumerate(frames):
         if frame.crop is not None:
-            pixels[0, step] = load_crop(frame.crop, size)
+            pixels[0, step] = scale_pixels(load_crop(frame.crop, size), spec.input_scale)
             mask[0, step] = True
     return pixels, mask
 

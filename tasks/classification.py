@@ -9,7 +9,7 @@ from celery import Task, shared_task
 
 from core.jobtypes.classification import JOB_TYPE
 from core.settings_access import current_settings
-from models.serving import model_unavailable, process_models
+from models.serving import job_model
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.classification import classify_images
 from tasks.runner import run_job
@@ -20,10 +20,7 @@ def classify_with_model(
 ) -> PipelineOutput:
     """Load the chosen classifier (params.model, else CLASSIFICATION_MODEL) and run it."""
     settings = current_settings()
-    name = params.get("model") or settings.CLASSIFICATION_MODEL
-    version = "" if params.get("model") else settings.CLASSIFICATION_MODEL_VERSION
-    with model_unavailable():
-        loaded = process_models.get(settings.MODEL_DIR, name, version)
+    loaded = job_model(settings, JOB_TYPE, params)
     threshold = params.get("uncertain_below")
     if threshold is None:
         threshold = loaded.manifest.uncertain_below

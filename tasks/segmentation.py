@@ -1,4 +1,4 @@
-"""Task: segment a scan with the configured registry model (queue ``gpu``)."""
+"""Task: segment a scan with a registry segmentation model (queue ``gpu``)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,10 @@ from celery import Task, shared_task
 
 from core.jobtypes.segmentation import JOB_TYPE
 from core.settings_access import current_settings
-from models.serving import LoadedModel, model_unavailable, segmentation_model
+from models.serving import job_model
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.segmentation import segmentation_pipeline
 from tasks.runner import run_job
-
-
-def job_segmentation_model() -> LoadedModel:
-    """The process's segmentation model; a registry problem becomes a clear job failure."""
-    with model_unavailable():
-        return segmentation_model(current_settings())
 
 
 def segment_with_model(
@@ -28,8 +22,8 @@ def segment_with_model(
     progress: ProgressCallback,
     with_overlay: bool = True,
 ) -> PipelineOutput:
-    """Run the segmentation pipeline with the loaded model and name the model in the output."""
-    loaded = job_segmentation_model()
+    """Run the segmentation pipeline with the job's model and name the model in the output."""
+    loaded = job_model(current_settings(), JOB_TYPE, params)
     output = segmentation_pipeline(
         inputs,
         params,

@@ -17,7 +17,7 @@ from core.jobtypes.sequence_inference import JOB_TYPE
 from core.records import Job, JobStatus
 from core.settings_access import current_settings
 from core.storage import MediaStorage
-from models.serving import model_unavailable, sequence_model
+from models.serving import job_model
 from pipelines.base import PipelineOutput, ProgressCallback
 from pipelines.faces import crop_artifact_name
 from pipelines.sequence import Frame, predict_trend
@@ -55,11 +55,10 @@ def predict(self: Task, job_id: str) -> str:
     """Run the sequence model on the job's face crops and record P(improving)."""
 
     def sequence_stage(
-        _inputs: list[Path], _params: dict[str, Any], progress: ProgressCallback
+        _inputs: list[Path], params: dict[str, Any], progress: ProgressCallback
     ) -> PipelineOutput:
         settings = current_settings()
-        with model_unavailable():
-            loaded = sequence_model(settings)
+        loaded = job_model(settings, JOB_TYPE, params)
         job = db.session.get(Job, uuid.UUID(job_id))
         frames = series_frames(job, MediaStorage(settings.MEDIA_ROOT))
         return predict_trend(frames, loaded.model, loaded.manifest, progress, loaded.identity)

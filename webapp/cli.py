@@ -15,6 +15,7 @@ from core.head_measurements import image_growth
 from core.records import FollowUp, User, utcnow
 from core.settings_access import current_settings
 from core.storage import MediaStorage
+from webapp.cli_models import models_cli
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 
@@ -164,3 +165,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(outcomes_cli)
     app.cli.add_command(jobs_cli)
+    app.cli.add_command(models_cli)

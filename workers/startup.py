@@ -39,8 +39,9 @@ def pin_gpu() -> None:
 
 
 def warm_up_models(flask_app: Flask) -> None:
-    """Load and warm the models of the job stages on the gpu queue (as their job types declare
-    them), so the first job does not pay for them."""
+    """Load and warm the default models of the job stages on the gpu queue (as their job types
+    declare them), so the first job does not pay for them; a model a job names in its params is
+    loaded on first use (models.serving.ModelCache)."""
     from models.face_detector import face_detector
     from models.serving import RegistryError, configured_model
 

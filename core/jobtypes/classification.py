@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from core.jobtypes.params import invalid_params, number_in, object_schema, reject_unknown
+from core.jobtypes.params import (
+    MODEL_PARAM_SCHEMAS,
+    model_params,
+    number_in,
+    object_schema,
+    reject_unknown,
+)
 from core.jobtypes.spec import SCAN_FORMATS, JobType, Stage
 from core.queue_names import GPU_QUEUE
 
-MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
 PARAMS_SCHEMA = object_schema(
     {
-        "model": {
-            "type": "string",
-            "pattern": MODEL_NAME.pattern,
-            "description": "A registry classifier; default CLASSIFICATION_MODEL.",
-        },
+        **MODEL_PARAM_SCHEMAS,
         "uncertain_below": {
             "type": "number",
             "minimum": 0,
@@ -59,14 +58,9 @@ RESULT_SCHEMA: dict[str, Any] = {
 
 
 def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """An optional registry model name and confidence threshold."""
+    """An optional registry classifier (and version) and confidence threshold."""
     reject_unknown(params, set(PARAMS_SCHEMA["properties"]))
-    resolved: dict[str, Any] = {}
-    if "model" in params:
-        name = params["model"]
-        if not isinstance(name, str) or not MODEL_NAME.match(name):
-            raise invalid_params(f"'model' must be a registry model name, got {name!r}.")
-        resolved["model"] = name
+    resolved = model_params(params)
     if "uncertain_below" in params:
         resolved["uncertain_below"] = number_in(params, "uncertain_below", 0.0, 1.0)
     return resolved
@@ -95,4 +89,5 @@ JOB_TYPE = JobType(
     result_schema=RESULT_SCHEMA,
     max_files=30,
     summary=("prediction", ""),
+    model_task="classification",
 )

@@ -86,4 +86,5 @@ JOB_TYPE = JobType(
     one_job_per_file=True,
     needs_pixel_spacing=True,
     summary=("head_circumference_mm", "mm"),
+    model_task="segmentation",
 )

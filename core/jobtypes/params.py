@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.jobtypes.spec import JobRequestError
+from core.model_registry import MODEL_NAME, VERSION
 from pipelines.faces import CROP_SIZE_RANGE
 from pipelines.faces import DEFAULTS as FACE_DEFAULTS
 from pipelines.scans import PIXEL_SPACING_RANGE_MM
@@ -41,6 +42,38 @@ def integer_in(params: Mapping[str, Any], name: str, low: int, high: int) -> int
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise invalid_params(f"'{name}' must be an integer from {low} to {high}, got {value!r}.")
     return value
+
+
+MODEL_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "model": {
+        "type": "string",
+        "pattern": MODEL_NAME.pattern,
+        "description": "A registry model of the job type's task (GET /api/v1/models); default "
+        "the configured one.",
+    },
+    "model_version": {
+        "type": "string",
+        "pattern": VERSION.pattern,
+        "description": "A version of that model (of the default one without 'model'); default "
+        "the newest when the job runs (the default model: its pinned version, if any).",
+    },
+}
+
+
+def model_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The model and version a job asks for, when it names them (checked against the registry
+    at upload, outside this pure validator)."""
+    resolved: dict[str, Any] = {}
+    for name, pattern, what in (
+        ("model", MODEL_NAME, "a registry model name"),
+        ("model_version", VERSION, "a version number such as 1.0.0"),
+    ):
+        if name in params:
+            value = params[name]
+            if not isinstance(value, str) or not pattern.match(value):
+                raise invalid_params(f"'{name}' must be {what}, got {value!r}.")
+            resolved[name] = value
+    return resolved
 
 
 def pixel_spacing_mm(params: Mapping[str, Any]) -> float:

@@ -1,4 +1,4 @@
-"""segmentation: a scan segmented by the configured registry model, class areas (gpu)."""
+"""segmentation: a scan segmented by a registry model, class areas (gpu)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.jobtypes.params import (
+    MODEL_PARAM_SCHEMAS,
     PIXEL_SPACING_SCHEMA,
+    model_params,
     object_schema,
     pixel_spacing_mm,
     reject_unknown,
@@ -14,7 +16,7 @@ from core.jobtypes.params import (
 from core.jobtypes.spec import SCAN_FORMATS, JobType, Stage
 from core.queue_names import GPU_QUEUE
 
-PARAMS_SCHEMA = object_schema({"pixel_spacing_mm": PIXEL_SPACING_SCHEMA})
+PARAMS_SCHEMA = object_schema({"pixel_spacing_mm": PIXEL_SPACING_SCHEMA, **MODEL_PARAM_SCHEMAS})
 
 RESULT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -40,17 +42,19 @@ RESULT_SCHEMA: dict[str, Any] = {
 
 
 def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """pixel_spacing_mm, optional (a DICOM may carry it)."""
+    """pixel_spacing_mm, optional (a DICOM may carry it); an optional model and version."""
     reject_unknown(params, set(PARAMS_SCHEMA["properties"]))
-    if "pixel_spacing_mm" not in params:
-        return {}
-    return {"pixel_spacing_mm": pixel_spacing_mm(params)}
+    resolved = model_params(params)
+    if "pixel_spacing_mm" in params:
+        resolved["pixel_spacing_mm"] = pixel_spacing_mm(params)
+    return resolved
 
 
 JOB_TYPE = JobType(
     name="segmentation",
     description=(
-        "Segment a scan (PNG, JPEG, TIFF or DICOM) with the configured registry model: "
+        "Segment a scan (PNG, JPEG, TIFF or DICOM) with a registry segmentation model "
+        "(default SEGMENTATION_MODEL; params.model names another): "
         "mask and overlay PNGs at the scan's resolution, pixel area of every class "
         "(in mm² when pixel_spacing_mm is given or the DICOM has PixelSpacing)."
     ),
@@ -68,4 +72,5 @@ JOB_TYPE = JobType(
     result_schema=RESULT_SCHEMA,
     max_files=30,
     one_job_per_file=True,
+    model_task="segmentation",
 )

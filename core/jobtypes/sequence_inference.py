@@ -8,8 +8,10 @@ from typing import Any
 
 from core.jobtypes.params import (
     FACE_PARAM_SCHEMAS,
+    MODEL_PARAM_SCHEMAS,
     face_params,
     invalid_params,
+    model_params,
     object_schema,
     parse_taken_at,
     reject_unknown,
@@ -24,6 +26,7 @@ FACE_PARAMS = ("min_confidence", "min_face_size")
 PARAMS_SCHEMA = object_schema(
     {
         **{name: FACE_PARAM_SCHEMAS[name] for name in FACE_PARAMS},
+        **MODEL_PARAM_SCHEMAS,
         "taken_at": {
             "type": "array",
             "items": {"type": "string", "description": "ISO 8601 date or date-time."},
@@ -64,9 +67,9 @@ RESULT_SCHEMA: dict[str, Any] = {
 
 
 def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Detection thresholds for the photos, and optionally their dates."""
+    """Detection thresholds for the photos, optionally their dates, model and version."""
     reject_unknown(params, set(PARAMS_SCHEMA["properties"]))
-    resolved = face_params(params, set(FACE_PARAMS))
+    resolved = {**face_params(params, set(FACE_PARAMS)), **model_params(params)}
     if "taken_at" in params:
         taken_at = params["taken_at"]
         if not isinstance(taken_at, list):
@@ -123,4 +126,5 @@ JOB_TYPE = JobType(
     child_type="face_extraction",
     child_params=child_params,
     summary=("outcome", ""),
+    model_task="sequence",
 )

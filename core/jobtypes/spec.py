@@ -75,6 +75,9 @@ class JobType:
     # its own stages once they have all ended.
     child_type: str | None = None
     child_params: ParamsValidator | None = None
+    # The task (core.model_registry.TASKS) of the registry model its first declared model
+    # setting names; params.model may pick another model of this task. None: no registry model.
+    model_task: str | None = None
     # The job page shows the result with templates/jobs/_result_<result_partial>.html (default:
     # the type's name).
     result_partial: str = ""

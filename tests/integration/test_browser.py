@@ -72,6 +72,11 @@ def test_upload_watch_progress_and_see_the_measurement(
         page.fill("#pixel-spacing", str(image.pixel_size_mm))
         # Scanned 130 days before the due date: 150 days (21+3 weeks) old.
         page.fill("#scan-date", (DUE - timedelta(days=130)).isoformat())
+        # The model lists offered are the registry's models of the type's task (segmentation).
+        segmenters = page.locator('.model-field[data-model-task="segmentation"]')
+        expect(segmenters).to_be_visible()
+        expect(page.locator('.model-field[data-model-task="classification"]')).to_be_hidden()
+        segmenters.locator("select").select_option("hc18-unet")
         page.click("#submit")
         row = page.locator("#job-list li").first
         expect(row.locator('[data-role="status"]')).to_have_text(
@@ -94,6 +99,11 @@ def test_upload_watch_progress_and_see_the_measurement(
         )
         expect(page.locator(".growth-chart a.measurement.highlighted circle")).to_be_visible()
         page.screenshot(path=str(SCREENSHOTS / "job-result.png"), full_page=True)
+        assert page.locator("text=hc18-unet").count() >= 1  # the job names the model it used
+
+        page.goto(f"{site}/models")
+        expect(page.locator("#model-hc18-unet > h2")).to_contain_text("hc18-unet")
+        expect(page.locator("#model-hc18-unet .model-card h1").first).to_contain_text("hc18-unet")
 
         # Deleting a subject asks first (confirm.js, from the form's data-confirm); the name is
         # shown as text. Dismissed, nothing happens.

@@ -55,13 +55,12 @@ def test_a_classification_job_runs_through_the_worker(stack_client: Client) -> N
     assert len(job["result"]["images"]) == 2
 
 
-def test_an_unknown_classifier_fails_the_job_with_the_reason(stack_client: Client) -> None:
+def test_an_unknown_classifier_is_refused_at_upload(stack_client: Client) -> None:
     client, headers = stack_client
     response = submit_job(
         client, headers, [(gray_png(10), "a.png")], {"model": "nope"}, "classification"
     )
-    job = wait_for_final(client, headers, response.headers["Location"])
-    assert job["status"] == "failed" and job["error"]["code"] == "model_unavailable"
+    assert response.status_code == 400 and response.json["error"]["code"] == "unknown_model"
 
 
 def submit_unheard(

@@ -1,11 +1,11 @@
 """Which model and which threshold a job uses: *_MODEL_VERSION pins a version, params.model picks
-another classifier, params.uncertain_below beats the model card's, which beats the setting."""
+another model of the task (params.model_version one of its versions), params.uncertain_below
+beats the model card's, which beats the setting."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -14,17 +14,15 @@ from flask import Flask
 from PIL import Image
 
 from core.config import load_settings
+from core.jobtypes import JOB_TYPES
 from core.settings_access import SETTINGS_KEY
-from models.serving import (
-    LoadedModel,
-    classification_model,
-    segmentation_model,
-    sequence_model,
-)
-from pipelines.base import no_progress
+from models.serving import classification_model, configured_model, job_model
+from pipelines.base import PipelineError, no_progress
 from tasks.classification import classify_with_model
 from tests.model_builders import (
+    BINARY_CLASSES,
     TRIMESTER_CLASSES,
+    bright_pixel_model,
     mean_intensity_classifier,
     write_classifier,
     write_registry_model,
@@ -41,34 +39,56 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("registry")
     for version in ("1.0.0", "1.1.0"):
         write_registry_model(
-            root, "versioned", version, mean_intensity_classifier(), TRIMESTER_CLASSES
+            root,
+            "versioned",
+            version,
+            mean_intensity_classifier(),
+            TRIMESTER_CLASSES,
+            "classification",
         )
+    write_registry_model(root, "segmenter", "1.0.0", bright_pixel_model(), BINARY_CLASSES)
     write_classifier(root, "carded", uncertain_below=CARD_THRESHOLD)
     write_classifier(root, "bare", uncertain_below=None)
     return root
 
 
+def settings_for(registry: Path, **overrides: object) -> Any:
+    """Settings on the test registry."""
+    return load_settings().model_copy(update={"MODEL_DIR": registry, **overrides})
+
+
+@pytest.mark.parametrize("pinned", ["", "1.0.0", "1.1.0"])
+def test_a_pinned_model_version_is_loaded_else_the_newest(registry: Path, pinned: str) -> None:
+    settings = settings_for(
+        registry, CLASSIFICATION_MODEL="versioned", CLASSIFICATION_MODEL_VERSION=pinned
+    )
+    assert classification_model(settings).manifest.version == (pinned or "1.1.0")
+
+
 @pytest.mark.parametrize(
-    ("load", "setting"),
+    ("params", "expected"),
     [
-        (segmentation_model, "SEGMENTATION"),
-        (sequence_model, "SEQUENCE"),
-        (classification_model, "CLASSIFICATION"),
+        ({}, ("carded", "1.0.0")),
+        ({"model": "versioned"}, ("versioned", "1.1.0")),
+        ({"model": "versioned", "model_version": "1.0.0"}, ("versioned", "1.0.0")),
+        ({"model_version": "1.0.0"}, ("carded", "1.0.0")),
     ],
 )
-@pytest.mark.parametrize("pinned", ["", "1.0.0", "1.1.0"])
-def test_a_pinned_model_version_is_loaded_else_the_newest(
-    registry: Path, load: Callable[[Any], LoadedModel], setting: str, pinned: str
+def test_params_pick_the_model_and_version(
+    registry: Path, params: dict[str, Any], expected: tuple[str, str]
 ) -> None:
-    # The other kinds name a model that does not exist: each loader must read its own settings.
-    kinds = {"SEGMENTATION", "SEQUENCE", "CLASSIFICATION"} - {setting}
-    settings = SimpleNamespace(
-        MODEL_DIR=registry,
-        **{f"{kind}_MODEL": "missing" for kind in kinds},
-        **{f"{kind}_MODEL_VERSION": "9.9.9" for kind in kinds},
-        **{f"{setting}_MODEL": "versioned", f"{setting}_MODEL_VERSION": pinned},
-    )
-    assert load(settings).manifest.version == (pinned or "1.1.0")
+    settings = settings_for(registry, CLASSIFICATION_MODEL="carded")
+    loaded = job_model(settings, JOB_TYPES["classification"], params)
+    assert (loaded.manifest.name, loaded.manifest.version) == expected
+
+
+def test_a_model_of_another_task_fails_the_job_as_model_unavailable(registry: Path) -> None:
+    # The web refuses this at upload; a default set to the wrong kind of model is caught here.
+    settings = settings_for(registry, CLASSIFICATION_MODEL="segmenter")
+    with pytest.raises(PipelineError, match="is a segmentation model") as failure:
+        job_model(settings, JOB_TYPES["classification"], {})
+    assert failure.value.code == "model_unavailable"
+    assert configured_model(settings, "CLASSIFICATION_MODEL").manifest.task == "segmentation"
 
 
 @pytest.fixture

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from webapp.api import jobs, openapi, tokens  # noqa: E402, F401  (routes register on import)
+from webapp.api import catalogue, jobs, openapi, tokens  # noqa: E402, F401  (routes register on import)

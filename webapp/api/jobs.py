@@ -16,6 +16,7 @@ from core.database import db
 from core.job_state import cancel
 from core.jobtypes import JobType, get_job_type, invalid_params
 from core.metrics import record_submitted
+from core.model_choice import check_model_choice
 from core.publishing import enqueue_job, revoke_job
 from core.records import Artifact, Job, JobInput, JobStatus, Subject
 from core.settings_access import current_settings
@@ -318,6 +319,7 @@ def create_job() -> tuple[Response, int]:
     check_queue_quota(g.user.id, 1, 0, lock=False)
     subject_id = _subject_id(request.form.get("subject_id"))
     params = _parse_params(request.form.get("params"), job_type)
+    check_model_choice(job_type, params, current_settings())
     files = _checked_files(job_type)
     if job_type.needs_pixel_spacing:
         _require_pixel_spacing(params, files)

@@ -8,7 +8,9 @@ from flask import Response, jsonify
 
 from core.error_codes import describe
 from core.jobtypes import JOB_TYPES, JobType
+from core.model_registry import TASKS
 from core.records import JobStatus
+from pipelines.model_input import INPUT_SCALES
 from pipelines.scans import PIXEL_SPACING_RANGE_MM
 from webapp.api import bp
 from webapp.api.jobs import MAX_PARAMS_CHARS, MAX_PARAMS_DEPTH, MAX_SUBJECT_ID
@@ -196,6 +198,61 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+SCHEMAS["ModelVersion"] = {
+    "type": "object",
+    "description": "One version of a registry model, from its manifest and model card.",
+    "properties": {
+        "version": {"type": "string"},
+        "classes": {"type": "array", "items": {"type": "string"}, "description": "Output order."},
+        "input": {
+            "type": "object",
+            "properties": {
+                name: {"type": "integer"} for name in ("height", "width", "channels", "max_frames")
+            },
+            "description": "Pixels and channels the model takes; max_frames for sequence models "
+            "(0 otherwise).",
+        },
+        "preprocessing": {
+            "type": "object",
+            "properties": {
+                "input_scale": {"type": "string", "enum": sorted(INPUT_SCALES)},
+                "description": {"type": "string"},
+            },
+        },
+        "uncertain_below": {"type": ["number", "null"]},
+        "metrics": {"type": "object", "description": "Validation metrics, as the owner gave them."},
+        "sha256": {"type": "string"},
+        "card": {"type": ["string", "null"], "description": "The model card, markdown."},
+    },
+}
+SCHEMAS["Model"] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "description": "What params.model takes."},
+        "task": {"type": "string", "enum": list(TASKS)},
+        "newest": {"type": "string", "description": "The version a job gets by default."},
+        "job_types": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The job types that can use it (their model task is its task).",
+        },
+        "default_for": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The job types that use it when params.model is not given.",
+        },
+        "versions": {
+            "type": "array",
+            "items": _ref("ModelVersion"),
+            "description": "Oldest first.",
+        },
+    },
+}
+SCHEMAS["ModelList"] = {
+    "type": "object",
+    "properties": {"models": {"type": "array", "items": _ref("Model")}},
+}
+
 for _job_type in JOB_TYPES.values():
     SCHEMAS[schema_name(_job_type, "Params")] = {
         **_job_type.params_schema,
@@ -294,6 +351,8 @@ PATHS: dict[str, Any] = {
                     "missing_pixel_spacing",
                     "taken_at_mismatch",
                     "invalid_characters",
+                    "unknown_model",
+                    "wrong_model_task",
                 ),
                 "401": UNAUTHORIZED,
                 "403": _error("email_unconfirmed", "csrf_failed"),
@@ -379,6 +438,25 @@ PATHS: dict[str, Any] = {
                 "401": UNAUTHORIZED,
                 "404": _error("job_not_found", "artifact_not_found"),
                 "410": _error("artifact_gone"),
+            },
+        }
+    },
+    "/api/v1/models": {
+        "get": {
+            "summary": "The registry's models: what params.model and params.model_version of "
+            "each model job type may name.",
+            "parameters": [
+                {
+                    "name": "task",
+                    "in": "query",
+                    "description": "Only the models of this task.",
+                    "schema": {"type": "string", "enum": list(TASKS)},
+                }
+            ],
+            "responses": {
+                "200": _json("ModelList", "Every model and its versions, by name."),
+                "400": _error("invalid_query", "invalid_characters"),
+                "401": UNAUTHORIZED,
             },
         }
     },

@@ -21,12 +21,15 @@
 
   function refresh() {
     for (const field of document.querySelectorAll("[data-param]")) {
-      field.hidden = !takes(field.dataset.param);
+      // A model list is shown only for the types whose model task it lists.
+      const fits = !field.dataset.modelTask || field.dataset.modelTask === selectedType().modelTask;
+      field.hidden = !takes(field.dataset.param) || !fits;
       const mark = field.querySelector("[data-required-mark]");
       if (mark) mark.hidden = !needs(field.dataset.param);
     }
-    document.getElementById("model-name").placeholder = selectedType().defaultModel
-      ? `default: ${selectedType().defaultModel}` : "";
+    for (const option of document.querySelectorAll('.model-choice option[value=""]')) {
+      option.textContent = selectedType().defaultModel ? `the default (${selectedType().defaultModel})` : "the default";
+    }
     for (const span of document.querySelectorAll("#job-description span")) {
       span.hidden = span.dataset.type !== typeSelect.value;
     }
@@ -64,8 +67,12 @@
     const result = {};
     const spacing = document.getElementById("pixel-spacing").value;
     if (takes("pixel_spacing_mm") && spacing) result.pixel_spacing_mm = Number(spacing);
-    const model = document.getElementById("model-name").value.trim();
-    if (takes("model") && model) result.model = model;
+    const choice = document.querySelector('.model-field:not([hidden]) select');
+    if (choice && choice.value) {
+      const [model, version] = choice.value.split("@");
+      result.model = model;
+      if (version) result.model_version = version;
+    }
     if (takes("taken_at")) {
       const dates = Array.from(dateList.querySelectorAll("input")).map((input) => input.value);
       if (dates.some(Boolean)) result.taken_at = dates;

@@ -25,9 +25,11 @@ from core.outcomes import (
 )
 from core.records import FollowUp, Job, JobStatus, Outcome, Subject, utcnow
 from core.settings_access import current_settings
+from webapp.api.catalogue import model_catalogue
 from webapp.api.jobs import job_to_json
 from webapp.forms import ConfirmForm, SubjectForm
 from webapp.growth_chart import GrowthChart, growth_chart, ordinal, weeks_and_days
+from webapp.model_cards import metric_rows, render_card
 from webapp.web.messages import unusable_link
 
 bp = Blueprint("pages", __name__)
@@ -185,6 +187,14 @@ def default_models() -> dict[str, str]:
     }
 
 
+def models_by_task(models: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The registry's models grouped by task, for the upload form's model choices."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for model in models:
+        grouped.setdefault(model["task"], []).append(model)
+    return grouped
+
+
 @bp.get("/upload")
 @login_required
 def upload() -> str:
@@ -195,8 +205,18 @@ def upload() -> str:
         job_types=JOB_TYPES.values(),
         form_required={t.name: form_required_params(t) for t in JOB_TYPES.values()},
         default_models=default_models(),
+        models_by_task=models_by_task(model_catalogue()),
         subjects=live_subjects(),
         csrf_form=ConfirmForm(),
+    )
+
+
+@bp.get("/models")
+@login_required
+def models() -> str:
+    """The registry's models with their versions, metrics and cards."""
+    return render_template(
+        "models.html", models=model_catalogue(), render_card=render_card, metric_rows=metric_rows
     )
 
 
