@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from core.config import Settings
+from models.batching import BatchedModel
 from models.model_registry import ModelManifest, ModelRegistry, RegistryError
 from pipelines.base import ModelIdentity, PipelineError
 
@@ -52,7 +54,8 @@ def load_model(registry: ModelRegistry, name: str, version: str | None = None) -
     model = keras.saving.load_model(manifest.weights_path, compile=False)
     model.predict_on_batch(_warm_up_input(manifest))
     log.info("loaded model %s %s (sha256 %s)", name, manifest.version, manifest.sha256[:12])
-    return LoadedModel(manifest, model)
+    # Jobs running at once in this process share its calls (GPU_BATCH_MAX; models.batching).
+    return LoadedModel(manifest, BatchedModel(model, f"{name} {manifest.version}"))
 
 
 class ModelCache:
@@ -60,13 +63,18 @@ class ModelCache:
 
     def __init__(self) -> None:
         self._models: dict[tuple[Path, str, str], LoadedModel] = {}
+        # A threads-pool worker's jobs share the cache: a model is loaded once, not per thread.
+        self._loading = threading.Lock()
 
     def get(self, registry_root: Path, name: str, version: str = "") -> LoadedModel:
         """The cached model, loading it on first use; RegistryError if it cannot be loaded."""
         key = (Path(registry_root), name, version)
-        if key not in self._models:
-            self._models[key] = load_model(ModelRegistry(registry_root), name, version or None)
-        return self._models[key]
+        with self._loading:
+            if key not in self._models:
+                self._models[key] = load_model(
+                    ModelRegistry(registry_root), name, version or None
+                )
+            return self._models[key]
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from core.database import db
 from core.jobtypes import FACE_DETECTOR, models_on
 from core.queues import GPU_QUEUE
 from core.settings_access import SETTINGS_KEY
+from workers import batching
 from workers.liveness import liveness_step
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def register(flask_app: Flask) -> None:
     """Connect the start-up signals and the liveness step for this app's worker."""
     settings = flask_app.extensions[SETTINGS_KEY]
     flask_app.extensions["celery"].steps["consumer"].add(liveness_step(settings))
+    batching.register(flask_app, warm_up_models)
 
     @celeryd_after_setup.connect(weak=False)
     def remember_queues(sender: str, instance: Any, **_kwargs: Any) -> None:
