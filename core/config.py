@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     # (threads pool) and merges their model calls, at most GPU_BATCH_MAX rows per call, waiting
     # at most GPU_BATCH_WAIT_MS for more; 1 = one job per process and call, as before.
     GPU_BATCH_MAX: int = Field(default=16, ge=1, le=256)
-    GPU_BATCH_WAIT_MS: float = Field(default=15.0, ge=0, le=1000)
+    GPU_BATCH_WAIT_MS: float = Field(default=15.0, ge=0, le=60_000)
 
     # Models: the registry folder and which model (and version; empty = newest) serves a job type.
     MODEL_DIR: Path = PROJECT_ROOT / "models" / "registry"

@@ -15,6 +15,7 @@ caller at a time, so that an input the model chokes on fails only its own job.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -102,7 +103,7 @@ class Kind:
 
 def _slices(counts: list[int]) -> list[slice]:
     bounds = np.cumsum([0, *counts])
-    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
 
 def split_rows(output: Any, counts: list[int]) -> list[Any]:
@@ -113,8 +114,11 @@ def split_rows(output: Any, counts: list[int]) -> list[Any]:
     if isinstance(output, tuple) and not hasattr(output, "shape"):
         parts_t = [split_rows(value, counts) for value in output]
         return [tuple(part[i] for part in parts_t) for i in range(len(counts))]
-    if isinstance(output, list) and output and hasattr(output[0], "shape") and len(output) != sum(
-        counts
+    if (
+        isinstance(output, list)
+        and output
+        and hasattr(output[0], "shape")
+        and len(output) != sum(counts)
     ):
         # A multi-output Keras model returns a list of arrays, one per output.
         parts_l = [split_rows(value, counts) for value in output]
@@ -282,8 +286,9 @@ class BatchedDetector:
         key = tuple(sorted(options.items()))
         with self._lock:
             if key not in self._by_options:
+                detect = self._detector.detect_faces
                 self._by_options[key] = Batcher(
-                    self._name, lambda images: self._detector.detect_faces(images, **options), IMAGES
+                    self._name, lambda images: detect(images, **options), IMAGES
                 )
             return self._by_options[key]
 

@@ -71,9 +71,7 @@ class ModelCache:
         key = (Path(registry_root), name, version)
         with self._loading:
             if key not in self._models:
-                self._models[key] = load_model(
-                    ModelRegistry(registry_root), name, version or None
-                )
+                self._models[key] = load_model(ModelRegistry(registry_root), name, version or None)
             return self._models[key]
 
 
