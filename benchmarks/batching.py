@@ -11,11 +11,12 @@ stage) serves both configurations; the gpu worker is
 - batched: threads x GPU_BATCH_MAX (default 16), GPU_BATCH_WAIT_MS default (workers/batching.py).
 
 Offered concurrency c: c clients, each submitting its next job as soon as its last one is final
-(a closed loop), until 1.5 x c jobs (at least 8) ran, after one untimed job per type. Latency is the job's own record:
-created_at (upload accepted) to finished_at (last stage stored). Throughput is jobs over the
-span from the first upload to the last finish. RSS: the gpu worker's main and pool processes,
-the peak seen while the largest level ran. Head circumference and classification run on HC18
-scans, face extraction on 400 px astronaut portraits (one size, so the detector may batch them).
+(a closed loop), until 1.5 x c jobs (at least 8) ran, after one untimed job per type. Latency
+is the job's own record: created_at (upload accepted) to finished_at (last stage stored).
+Throughput is jobs over the span from the first upload to the last finish. RSS: the gpu
+worker's main and pool processes, the peak seen while the largest level ran. Head
+circumference and classification run on HC18 scans, face extraction on 400 px astronaut
+portraits (one size, so the detector may batch them).
 """
 
 from __future__ import annotations
