@@ -105,27 +105,74 @@ class RssPeak:
             thread.join()
 
 
+class Tracker:
+    """One thread polling the database for the jobs the clients wait on (not one query each)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[uuid.UUID, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def wait(self, job_id: uuid.UUID) -> None:
+        """Block until the job is final."""
+        event = threading.Event()
+        with self._lock:
+            self._waiting[job_id] = event
+        event.wait()
+
+    def run(self, app) -> None:
+        """Poll until stopped (in its own thread, with its own app context)."""
+        with app.app_context():
+            while not self._stop.wait(POLL_SECONDS):
+                with self._lock:
+                    ids = list(self._waiting)
+                if not ids:
+                    continue
+                ended = db.session.scalars(
+                    sa.select(Job.id).where(Job.id.in_(ids), Job.status.in_(FINAL))
+                ).all()
+                db.session.rollback()
+                with self._lock:
+                    for job_id in ended:
+                        self._waiting.pop(job_id).set()
+
+    def stop(self) -> None:
+        """End the polling thread's loop."""
+        self._stop.set()
+
+
 def closed_loop(app, headers: dict[str, str], job_type: str, inputs: list, clients: int) -> Cell:
-    """Run the jobs with ``clients`` outstanding at a time; their latencies and throughput."""
-    total = len(inputs)
-    client = app.test_client()
-    outstanding: set[uuid.UUID] = set()
+    """Run the jobs with ``clients`` client threads, each submitting its next job once its last
+    is final; their latencies and throughput."""
+    tracker = Tracker()
+    poller = threading.Thread(target=tracker.run, args=(app,), daemon=True)
+    poller.start()
+    pending = list(reversed(inputs))
     done: list[uuid.UUID] = []
-    submitted = 0
-    while len(done) < total:
-        while len(outstanding) < clients and submitted < total:
-            files, params = inputs[submitted % len(inputs)]
-            response = submit_job(client, headers, files, params, job_type)
-            assert response.status_code == 202, response.get_json()
-            outstanding.add(uuid.UUID(response.get_json()["id"]))
-            submitted += 1
-        time.sleep(POLL_SECONDS)
-        ended = db.session.scalars(
-            sa.select(Job.id).where(Job.id.in_(outstanding), Job.status.in_(FINAL))
-        ).all()
-        db.session.rollback()
-        outstanding.difference_update(ended)
-        done.extend(ended)
+    lock = threading.Lock()
+
+    def client() -> None:
+        with app.app_context():
+            http = app.test_client()
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    files, params = pending.pop()
+                response = submit_job(http, headers, files, params, job_type)
+                assert response.status_code == 202, response.get_json()
+                job_id = uuid.UUID(response.get_json()["id"])
+                tracker.wait(job_id)
+                with lock:
+                    done.append(job_id)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    tracker.stop()
+    poller.join()
     rows = db.session.execute(
         sa.select(Job.created_at, Job.finished_at, Job.status).where(Job.id.in_(done))
     ).all()

@@ -74,7 +74,13 @@ jobs_in_flight = InFlight()
 
 def observe_batch(model: str, jobs: int, rows: int) -> None:
     """The one place a model call's batch is reported (log line; metric below)."""
-    log.info("model call %s: %d job(s), %d row(s)", model, jobs, rows)
+    log.info(
+        "model call %s: %d job(s), %d row(s); %d job(s) running",
+        model,
+        jobs,
+        rows,
+        jobs_in_flight.count,
+    )
     # METRICS (issue 12): observe scanqueue_batch_size{model} = jobs here once the worker
     # metrics module exists, e.g. ``worker_metrics.BATCH_SIZE.labels(model=model).observe(jobs)``.
 
