@@ -152,19 +152,19 @@ def closed_loop(app, headers: dict[str, str], job_type: str, inputs: list, clien
     lock = threading.Lock()
 
     def client() -> None:
-        with app.app_context():
-            http = app.test_client()
-            while True:
-                with lock:
-                    if not pending:
-                        return
-                    files, params = pending.pop()
-                response = submit_job(http, headers, files, params, job_type)
-                assert response.status_code == 202, response.get_json()
-                job_id = uuid.UUID(response.get_json()["id"])
-                tracker.wait(job_id)
-                with lock:
-                    done.append(job_id)
+        # No app context of its own: each request's context returns its database connection.
+        http = app.test_client()
+        while True:
+            with lock:
+                if not pending:
+                    return
+                files, params = pending.pop()
+            response = submit_job(http, headers, files, params, job_type)
+            assert response.status_code == 202, response.get_json()
+            job_id = uuid.UUID(response.get_json()["id"])
+            tracker.wait(job_id)
+            with lock:
+                done.append(job_id)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
