@@ -1,6 +1,8 @@
 """Dynamic batching: throughput and latency of gpu jobs with GPU_BATCH_MAX=1 and the default.
 
-    python -m benchmarks.batching [--levels 1 8 32] [--jobs-per-client 1.5]   (make bench runs it)
+    python -m benchmarks.batching [--levels 1 8 32] [--jobs-per-client 1.5] [--batched-max N]
+
+(``make bench`` runs it with the defaults.)
 
 Real worker processes (workers/launch.py) on a fresh Postgres database (TEST_DATABASE_URL, as
 the tests), the Redis at REDIS_URL (database 7) and the released registry models; the app in
@@ -8,7 +10,8 @@ process submits the jobs. One cpu worker (prefork, one process: head circumferen
 stage) serves both configurations; the gpu worker is
 
 - batch 1: prefork, one process, GPU_BATCH_MAX=1 (today's compose worker-gpu: one job at a time);
-- batched: threads x GPU_BATCH_MAX (default 16), GPU_BATCH_WAIT_MS default (workers/batching.py).
+- batched: threads x GPU_BATCH_MAX (the setting's, or --batched-max), GPU_BATCH_WAIT_MS's
+  (workers/batching.py).
 
 Offered concurrency c: c clients, each submitting its next job as soon as its last one is final
 (a closed loop), until 1.5 x c jobs (at least 8) ran, after one untimed job per type. Latency
@@ -44,6 +47,7 @@ from core.records import Job
 from lab.hc18 import list_images
 from tests.builders import bearer, make_user, submit_job
 from tests.conftest import build_app, fresh_postgres_database, redis_url_for_tests
+from workers.batching import worker_pool
 from workers.launch import start_worker, stop_worker
 
 BENCH_REDIS_DB = 7
@@ -184,17 +188,16 @@ def closed_loop(app, headers: dict[str, str], job_type: str, inputs: list, clien
     return Cell(len(rows) / span, p50, p95, failed)
 
 
-CONFIGS = {"batch 1": {"GPU_BATCH_MAX": "1"}, "batched": {}}
-
-
 def jobs_at(level: int, per_client: float) -> int:
     """How many jobs a cell runs at this offered concurrency."""
     return max(MIN_JOBS, round(per_client * level))
 
 
-def run(levels: list[int], per_client: float) -> None:
+def run(levels: list[int], per_client: float, batched_max: int | None) -> None:
     """Measure every cell and print the table."""
     settings = load_settings()
+    batched = {"GPU_BATCH_MAX": str(batched_max)} if batched_max else {}
+    configs = {"batch 1": {"GPU_BATCH_MAX": "1"}, "batched": batched}
     broker = redis_url_for_tests().rsplit("/", 1)[0] + f"/{BENCH_REDIS_DB}"
     redis.Redis.from_url(broker).flushdb()
     results: dict[tuple[str, str, int], Cell] = {}
@@ -218,15 +221,15 @@ def run(levels: list[int], per_client: float) -> None:
             inputs = {t: job_inputs(base, t, most) for t in JOB_TYPES}
             cpu = start_worker(env, base / "cpu.log", queues="cpu", concurrency=1)
             try:
-                for name, extra in CONFIGS.items():
+                for name, extra in configs.items():
                     config_env = {**env, **extra}
                     batch_max = int(config_env.get("GPU_BATCH_MAX", settings.GPU_BATCH_MAX))
-                    pool = "threads" if batch_max > 1 else "prefork"
+                    pool, threads = worker_pool(batch_max, "gpu", 1)
                     gpu = start_worker(
                         config_env,
                         base / f"gpu-{pool}.log",
                         queues="gpu",
-                        concurrency=batch_max if batch_max > 1 else 1,
+                        concurrency=threads,
                         pool=pool,
                     )
                     try:
@@ -247,7 +250,8 @@ def run(levels: list[int], per_client: float) -> None:
             finally:
                 stop_worker(cpu)
             db.engine.dispose()
-    print_table(results, rss, levels, settings.GPU_BATCH_MAX, settings.GPU_BATCH_WAIT_MS)
+    batch_max = batched_max or settings.GPU_BATCH_MAX
+    print_table(results, rss, levels, batch_max, settings.GPU_BATCH_WAIT_MS)
     print(f"\n({time.monotonic() - started:.0f} s in all)")
 
 
@@ -291,8 +295,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--jobs-per-client", type=float, default=JOBS_PER_CLIENT)
+    parser.add_argument(
+        "--batched-max", type=int, default=None, help="GPU_BATCH_MAX of the batched worker"
+    )
     args = parser.parse_args()
-    run(args.levels, args.jobs_per_client)
+    run(args.levels, args.jobs_per_client, args.batched_max)
 
 
 if __name__ == "__main__":

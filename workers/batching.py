@@ -9,6 +9,7 @@ the model calls of the threads. With the prefork pool (or GPU_BATCH_MAX=1) nothi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery.signals import celeryd_after_setup, task_postrun, task_prerun, worker_ready
@@ -24,11 +25,11 @@ log = logging.getLogger(__name__)
 THREADS_POOL_MODULE = "celery.concurrency.thread"
 
 
-def worker_pool(settings: Settings, queues: str, concurrency: int) -> tuple[str, int]:
+def worker_pool(batch_max: int, queues: str, concurrency: int) -> tuple[str, int]:
     """The pool and concurrency of a worker on these queues: threads x GPU_BATCH_MAX when it
     serves the gpu queue and batches, else prefork with the given concurrency."""
-    if GPU_QUEUE in queues.split(",") and settings.GPU_BATCH_MAX > 1:
-        return "threads", settings.GPU_BATCH_MAX
+    if GPU_QUEUE in queues.split(",") and batch_max > 1:
+        return "threads", batch_max
     return "prefork", concurrency
 
 
@@ -36,7 +37,7 @@ def _runs_threads(instance: Any) -> bool:
     return getattr(instance.pool_cls, "__module__", "") == THREADS_POOL_MODULE
 
 
-def register(flask_app: Flask, warm_up: Any) -> None:
+def register(flask_app: Flask, warm_up: Callable[[Flask], None]) -> None:
     """Batch in a threads-pool gpu worker: settings, the count of running jobs, model warm-up."""
     settings: Settings = flask_app.extensions[SETTINGS_KEY]
     threads = {"gpu": False}

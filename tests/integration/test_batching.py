@@ -41,10 +41,12 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_classification_and_sweep import kill_worker
 from tests.integration.test_worker_resilience import FAST_HEARTBEAT, wait_until
+from workers.batching import worker_pool
 from workers.launch import start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
+BATCH_MAX = 16
 MODEL_CALL = re.compile(r"model call (?P<model>.+?): (?P<jobs>\d+) job\(s\)")
 
 
@@ -72,9 +74,12 @@ class Backends:
     @contextmanager
     def worker(self, name: str, **extra: str) -> Iterator[Any]:
         """A batching gpu worker (threads x GPU_BATCH_MAX) on both queues."""
-        env = {**os.environ, **self.env, "GPU_BATCH_MAX": "16", **extra, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, "GPU_BATCH_MAX": str(BATCH_MAX), **extra}
         log = self.base / f"{name}.log"
-        process = start_worker(env, log, concurrency=16, pool="threads")
+        pool, threads = worker_pool(BATCH_MAX, "gpu,cpu", 2)
+        process = start_worker(
+            {**env, "PYTHONUNBUFFERED": "1"}, log, concurrency=threads, pool=pool
+        )
         try:
             yield process, log
         finally:
