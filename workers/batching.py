@@ -19,10 +19,9 @@ from core.config import Settings
 from core.queues import GPU_QUEUE
 from core.settings_access import SETTINGS_KEY
 from models.batching import jobs_in_flight, process_batching
+from workers.liveness import THREADS_POOL_MODULE
 
 log = logging.getLogger(__name__)
-
-THREADS_POOL_MODULE = "celery.concurrency.thread"
 
 
 def worker_pool(batch_max: int, queues: str, concurrency: int) -> tuple[str, int]:
