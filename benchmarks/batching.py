@@ -1,17 +1,18 @@
 """Dynamic batching: throughput and latency of gpu jobs with GPU_BATCH_MAX=1 and the default.
 
-    python -m benchmarks.batching [--levels 1 8 32] [--jobs-per-client 1.5] [--batched-max N]
+    python -m benchmarks.batching [--levels 1 8 32] [--jobs-per-client 1.5] [--batched-max N ...]
 
 (``make bench`` runs it with the defaults.)
 
 Real worker processes (workers/launch.py) on a fresh Postgres database (TEST_DATABASE_URL, as
-the tests), the Redis at REDIS_URL (database 7) and the released registry models; the app in
-process submits the jobs. One cpu worker (prefork, one process: head circumference's second
-stage) serves both configurations; the gpu worker is
+the tests), the Redis at REDIS_URL (database 7, then 6, 5 ...) and the released registry
+models; the app in process submits the jobs. Every configuration has its own Redis database,
+gpu worker and cpu worker (prefork, one process: head circumference's second stage), all
+started at once; the configurations take turns, cell by cell. The gpu worker is
 
 - batch 1: prefork, one process, GPU_BATCH_MAX=1 (today's compose worker-gpu: one job at a time);
-- batched: threads x GPU_BATCH_MAX (the setting's, or --batched-max), GPU_BATCH_WAIT_MS's
-  (workers/batching.py).
+- batched N: threads x GPU_BATCH_MAX=N (the setting's, or each --batched-max), the setting's
+  GPU_BATCH_WAIT_MS (workers/batching.py).
 
 Offered concurrency c: c clients, each submitting its next job as soon as its last one is final
 (a closed loop), until 1.5 x c jobs (at least 8) ran, after one untimed job per type. Latency
@@ -32,9 +33,10 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import redis
@@ -193,65 +195,84 @@ def jobs_at(level: int, per_client: float) -> int:
     return max(MIN_JOBS, round(per_client * level))
 
 
-def run(levels: list[int], per_client: float, batched_max: int | None) -> None:
-    """Measure every cell and print the table."""
-    settings = load_settings()
-    batched = {"GPU_BATCH_MAX": str(batched_max)} if batched_max else {}
-    configs = {"batch 1": {"GPU_BATCH_MAX": "1"}, "batched": batched}
-    broker = redis_url_for_tests().rsplit("/", 1)[0] + f"/{BENCH_REDIS_DB}"
+@dataclass
+class Config:
+    """One gpu worker configuration: its broker database, app and workers (gpu and cpu)."""
+
+    name: str
+    batch_max: int
+    app: Any = None
+    gpu: Any = None
+
+
+@contextmanager
+def running(config: Config, env: dict[str, str], base: Path, broker: str) -> Iterator[None]:
+    """The configuration's gpu and cpu workers on a broker database of its own, started."""
     redis.Redis.from_url(broker).flushdb()
+    config_env = {**env, "REDIS_URL": broker, "GPU_BATCH_MAX": str(config.batch_max)}
+    config.app = build_app(env["DATABASE_URL"], broker, base / "media")
+    pool, threads = worker_pool(config.batch_max, "gpu", 1)
+    logs = {queue: base / f"{queue}-{config.batch_max}.log" for queue in ("gpu", "cpu")}
+    cpu = start_worker(config_env, logs["cpu"], queues="cpu", concurrency=1)
+    try:
+        config.gpu = start_worker(
+            config_env, logs["gpu"], queues="gpu", concurrency=threads, pool=pool
+        )
+        try:
+            yield
+        finally:
+            stop_worker(config.gpu)
+    finally:
+        stop_worker(cpu)
+
+
+def run(levels: list[int], per_client: float, batched_max: list[int]) -> None:
+    """Measure every cell, the configurations taking turns (a machine whose load drifts then
+    drifts under all of them alike), and print the table."""
+    settings = load_settings()
+    configs = [Config("batch 1", 1)] + [
+        Config(f"batched {n}", n) for n in batched_max or [settings.GPU_BATCH_MAX]
+    ]
     results: dict[tuple[str, str, int], Cell] = {}
     rss: dict[str, float] = {}
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp, fresh_postgres_database() as database_url:
+    base_url = redis_url_for_tests().rsplit("/", 1)[0]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_postgres_database() as database_url,
+        ExitStack() as stack,
+    ):
         base = Path(tmp)
-        app = build_app(database_url, broker, base / "media")
         env = {
             **os.environ,
             "SCANQUEUE_ENV": "testing",
             "DATABASE_URL": database_url,
-            "REDIS_URL": broker,
             "MEDIA_ROOT": str(base / "media"),
             "PYTHONUNBUFFERED": "1",
         }
+        for index, config in enumerate(configs):
+            broker = f"{base_url}/{BENCH_REDIS_DB - index}"
+            stack.enter_context(running(config, env, base, broker))
+        app = configs[0].app
         with app.app_context():
-            client = app.test_client()
-            headers = bearer(client, make_user().email)
+            headers = bearer(app.test_client(), make_user().email)
             most = max(jobs_at(level, per_client) for level in levels)
             inputs = {t: job_inputs(base, t, most) for t in JOB_TYPES}
-            cpu = start_worker(env, base / "cpu.log", queues="cpu", concurrency=1)
-            try:
-                for name, extra in configs.items():
-                    config_env = {**env, **extra}
-                    batch_max = int(config_env.get("GPU_BATCH_MAX", settings.GPU_BATCH_MAX))
-                    pool, threads = worker_pool(batch_max, "gpu", 1)
-                    gpu = start_worker(
-                        config_env,
-                        base / f"gpu-{pool}.log",
-                        queues="gpu",
-                        concurrency=threads,
-                        pool=pool,
-                    )
-                    try:
-                        for job_type in JOB_TYPES:
-                            # One untimed job first: the workers' first run of a type is slower.
-                            closed_loop(app, headers, job_type, inputs[job_type][:1], 1)
-                            for level in levels:
-                                count = jobs_at(level, per_client)
-                                peak = RssPeak(gpu.pid)
-                                with peak.sampling():
-                                    results[name, job_type, level] = closed_loop(
-                                        app, headers, job_type, inputs[job_type][:count], level
-                                    )
-                                if level == max(levels):
-                                    rss[name] = max(rss.get(name, 0.0), peak.peak)
-                    finally:
-                        stop_worker(gpu)
-            finally:
-                stop_worker(cpu)
+            for job_type in JOB_TYPES:
+                for config in configs:
+                    # One untimed job first: the workers' first run of a type is slower.
+                    closed_loop(config.app, headers, job_type, inputs[job_type][:1], 1)
+                for level in levels:
+                    jobs = inputs[job_type][: jobs_at(level, per_client)]
+                    for config in configs:
+                        peak = RssPeak(config.gpu.pid)
+                        with peak.sampling():
+                            cell = closed_loop(config.app, headers, job_type, jobs, level)
+                        results[config.name, job_type, level] = cell
+                        if level == max(levels):
+                            rss[config.name] = max(rss.get(config.name, 0.0), peak.peak)
             db.engine.dispose()
-    batch_max = batched_max or settings.GPU_BATCH_MAX
-    print_table(results, rss, levels, batch_max, settings.GPU_BATCH_WAIT_MS)
+    print_table(results, rss, levels, configs, settings.GPU_BATCH_WAIT_MS)
     print(f"\n({time.monotonic() - started:.0f} s in all)")
 
 
@@ -259,35 +280,36 @@ def print_table(
     results: dict[tuple[str, str, int], Cell],
     rss: dict[str, float],
     levels: list[int],
-    batch_max: int,
+    configs: list[Config],
     wait_ms: float,
 ) -> None:
-    """Markdown rows: per type and level, both configurations and the throughput ratio."""
+    """Markdown rows: per type and level, every configuration and its ratio to batch 1."""
+    batched = [config.name for config in configs[1:]]
     print(
         f"\n### Dynamic batching ({platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores; batched = threads x GPU_BATCH_MAX={batch_max}, "
+        f"{os.cpu_count()} cores; batched N = threads x GPU_BATCH_MAX=N, "
         f"GPU_BATCH_WAIT_MS={wait_ms:g})\n"
     )
-    print(
-        "| job type | concurrency | batch 1 jobs/s | batch 1 p50 / p95 ms | batched jobs/s "
-        "| batched p50 / p95 ms | throughput ratio |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    header = "| job type | concurrency | batch 1 jobs/s | batch 1 p50 / p95 ms |"
+    for name in batched:
+        header += f" {name} jobs/s | {name} p50 / p95 ms | {name} ratio |"
+    print(header)
+    print("|---|---:|" + "---:|" * (2 + 3 * len(batched)))
     for job_type in JOB_TYPES:
         for level in levels:
-            one, many = results["batch 1", job_type, level], results["batched", job_type, level]
-            failed = (
-                "" if not (one.failed or many.failed) else f" ({one.failed}/{many.failed} failed)"
-            )
-            print(
-                f"| {job_type} | {level} | {one.jobs_per_s:.2f} | {one.p50_ms:.0f} / "
-                f"{one.p95_ms:.0f} | {many.jobs_per_s:.2f} | {many.p50_ms:.0f} / "
-                f"{many.p95_ms:.0f} | {many.jobs_per_s / one.jobs_per_s:.2f}x{failed} |"
-            )
-    print(
-        f"\nGPU worker RSS at concurrency {max(levels)} (peak): batch 1 "
-        f"{rss.get('batch 1', 0):.0f} MB (one process), batched {rss.get('batched', 0):.0f} MB"
-    )
+            one = results["batch 1", job_type, level]
+            row = f"| {job_type} | {level} | {one.jobs_per_s:.2f} | "
+            row += f"{one.p50_ms:.0f} / {one.p95_ms:.0f} |"
+            for name in batched:
+                many = results[name, job_type, level]
+                failed = f" ({many.failed} failed)" if many.failed else ""
+                row += (
+                    f" {many.jobs_per_s:.2f} | {many.p50_ms:.0f} / {many.p95_ms:.0f} | "
+                    f"{many.jobs_per_s / one.jobs_per_s:.2f}x{failed} |"
+                )
+            print(row + (f" ({one.failed} failed at batch 1)" if one.failed else ""))
+    sizes = ", ".join(f"{name} {peak:.0f} MB" for name, peak in rss.items())
+    print(f"\nGPU worker RSS at concurrency {max(levels)} (peak, main + pool processes): {sizes}")
 
 
 def main() -> None:
@@ -296,7 +318,11 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--jobs-per-client", type=float, default=JOBS_PER_CLIENT)
     parser.add_argument(
-        "--batched-max", type=int, default=None, help="GPU_BATCH_MAX of the batched worker"
+        "--batched-max",
+        type=int,
+        nargs="*",
+        default=[],
+        help="GPU_BATCH_MAX of each batched worker (default: the setting's)",
     )
     args = parser.parse_args()
     run(args.levels, args.jobs_per_client, args.batched_max)
