@@ -101,7 +101,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite in instance/)
 	$(VENV)/bin/flask --app webapp db upgrade
 
-bench: $(STAMP) ## Run the benchmarks (dynamic batching: about 5 minutes more, real workers on Postgres)
+bench: $(STAMP) ## Run the benchmarks (dynamic batching: 5-8 minutes more, real workers on Postgres)
 	$(VENV_PY) -m benchmarks
 	$(SERVICES) --redis --postgres -- $(VENV_PY) -m benchmarks.batching
 
