@@ -103,10 +103,12 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite in instance/)
 	$(VENV)/bin/flask --app webapp db upgrade
 
-# The status polls table runs on Postgres (as production does).
+# The status polls and dynamic batching tables run on Postgres (as production does); the
+# batching comparison takes 5-8 minutes more (real workers).
 bench: $(STAMP) ## Run the benchmarks
 	$(SERVICES) --redis --postgres -- $(VENV_PY) -m benchmarks
 	$(VENV_PY) -m benchmarks.head_versions
+	$(SERVICES) --redis --postgres -- $(VENV_PY) -m benchmarks.batching
 
 # Real worker, gunicorn and nginx processes on Postgres and Redis: a few minutes, mostly the
 # default liveness timeouts (a killed worker's job comes back after 60-90 s).

@@ -184,7 +184,7 @@ def hc18_samples(count: int) -> tuple[list[Path], list[Path], dict[str, float]]:
     return [i.mask_path for i in sample], [i.image_path for i in sample], spacing
 
 
-def face_photos(folder: Path, count: int) -> list[Path]:
+def face_photos(folder: Path, count: int, size: int = 640) -> list[Path]:
     """JPEG portraits (the astronaut), each shifted and rescaled a little: one face per photo."""
     from PIL import Image
     from skimage import data
@@ -194,7 +194,7 @@ def face_photos(folder: Path, count: int) -> list[Path]:
     paths = []
     for index in range(count):
         left, top = rng.integers(0, 40, size=2)
-        photo = portrait.crop((left, top, left + 460, top + 460)).resize((640, 640))
+        photo = portrait.crop((left, top, left + 460, top + 460)).resize((size, size))
         path = folder / f"photo{index:02d}.jpg"
         photo.save(path, quality=90)
         paths.append(path)

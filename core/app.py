@@ -28,6 +28,9 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
     return {
         "pool_pre_ping": True,
         "connect_args": {"connect_timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS},
+        # A batching gpu worker runs GPU_BATCH_MAX jobs on threads, each holding a connection
+        # while it runs: beyond SQLAlchemy's 5 + 10 the last would wait and time out.
+        "max_overflow": max(10, settings.GPU_BATCH_MAX + 5),
     }
 
 

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     ORPHAN_MESSAGE_GRACE_SECONDS: float = Field(default=60.0, gt=0)
     ORPHAN_SWEEP_SECONDS: float = Field(default=20.0, gt=0)
 
+    # Dynamic batching (models.batching): a gpu worker runs up to GPU_BATCH_MAX jobs at once
+    # (threads pool) and merges their model calls, at most GPU_BATCH_MAX rows per call, waiting
+    # at most GPU_BATCH_WAIT_MS for more; 1 = one job per process and call, as before.
+    GPU_BATCH_MAX: int = Field(default=16, ge=1, le=256)
+    GPU_BATCH_WAIT_MS: float = Field(default=15.0, ge=0, le=60_000)
+
     # Models: the registry folder and which model (and version; empty = newest) serves a job type.
     MODEL_DIR: Path = PROJECT_ROOT / "models" / "registry"
     SEGMENTATION_MODEL: str = "hc18-unet"

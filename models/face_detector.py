@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from models.batching import BatchedDetector
 from models.model_registry import file_sha256
 from pipelines.base import ModelIdentity
 
@@ -53,15 +55,19 @@ def load_detector() -> LoadedDetector:
         DETECTOR_NAME, metadata.version("mtcnn"), _weights_sha256(Path(mtcnn.__file__).parent)
     )
     log.info("loaded face detector %s %s", identity.name, identity.version)
-    return LoadedDetector(detector, identity)
+    # Jobs running at once in this process share its calls (GPU_BATCH_MAX; models.batching).
+    return LoadedDetector(BatchedDetector(detector, DETECTOR_NAME), identity)
 
 
 _process_detector: LoadedDetector | None = None
+# A threads-pool worker's jobs share the detector: it is created once, not per thread.
+_creating = threading.Lock()
 
 
 def face_detector() -> LoadedDetector:
     """This process's detector, created on first use (at warm-up in a gpu worker)."""
     global _process_detector
-    if _process_detector is None:
-        _process_detector = load_detector()
+    with _creating:
+        if _process_detector is None:
+            _process_detector = load_detector()
     return _process_detector

@@ -26,6 +26,7 @@ from core.jobtypes import JobType
 from core.metrics import MODEL_LOAD_SECONDS
 from core.model_choice import chosen_model, default_model_setting
 from core.model_registry import ModelManifest, ModelRegistry, RegistryError
+from models.batching import BatchedModel
 from pipelines.base import ModelIdentity, PipelineError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ def load_model(registry: ModelRegistry, name: str, version: str | None = None) -
     model.predict_on_batch(_warm_up_input(manifest))
     MODEL_LOAD_SECONDS.labels(name, manifest.version).set(time.monotonic() - started)
     log.info("loaded model %s %s (sha256 %s)", name, manifest.version, manifest.sha256[:12])
-    return LoadedModel(manifest, model)
+    # Jobs running at once in this process share its calls (GPU_BATCH_MAX; models.batching).
+    return LoadedModel(manifest, BatchedModel(model, f"{name} {manifest.version}"))
 
 
 def weight_bytes(model: Any) -> int:

@@ -213,11 +213,16 @@ def test_migrate_runs_once(compose: dict[str, Any]) -> None:
     assert str(migrate.get("restart")) == "no"
 
 
-def test_gpu_worker_reserves_one_gpu_and_takes_one_job(compose: dict[str, Any]) -> None:
+def test_gpu_worker_reserves_one_gpu_and_runs_a_thread_per_batched_job(
+    compose: dict[str, Any],
+) -> None:
     service = compose["services"]["worker-gpu"]
     argv = argv_of(service)
     assert option(argv, "-Q", "--queues") == "gpu"
-    assert option(argv, "-c", "--concurrency") == "1"
+    # One process per GPU; GPU_BATCH_MAX threads (one message each) share its model calls.
+    assert option(argv, "-P", "--pool") == "threads"
+    batch_max = compose["x-app-env"]["GPU_BATCH_MAX"]
+    assert option(argv, "-c", "--concurrency") == batch_max == "${GPU_BATCH_MAX:-16}"
     assert option(argv, "--prefetch-multiplier") == "1"
     devices = service["deploy"]["resources"]["reservations"]["devices"]
     gpus = [d for d in devices if "gpu" in d.get("capabilities", [])]

@@ -20,6 +20,7 @@ def start_worker(
     *,
     queues: str = "gpu,cpu",
     concurrency: int = 2,
+    pool: str = "prefork",
     ready_timeout: float = 90.0,
     node: str | None = None,
     app: str = "workers.celery_app",
@@ -27,7 +28,7 @@ def start_worker(
     """Start a worker on the queues and return once it logs that it is ready."""
     command = [
         sys.executable, "-m", "celery", "-A", app, "worker",
-        "-Q", queues, "--concurrency", str(concurrency), "--pool", "prefork",
+        "-Q", queues, "--concurrency", str(concurrency), "--pool", pool,
         "-n", node or f"w-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
         "--loglevel", "INFO",
     ]  # fmt: skip

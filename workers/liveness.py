@@ -42,6 +42,7 @@ from core.config import Settings
 log = logging.getLogger(__name__)
 
 ORPHAN_SWEEP_LOCK = "scanqueue:orphan-sweep"
+THREADS_POOL_MODULE = "celery.concurrency.thread"
 
 
 def held_delivery_tags(consumer: Any) -> list[str] | None:
@@ -64,6 +65,10 @@ def held_delivery_tags(consumer: Any) -> list[str] | None:
 
 def pool_state(consumer: Any) -> dict[str, int | None]:
     """How many pool processes there are and how many have reported up (finished starting)."""
+    if getattr(type(getattr(consumer, "pool", None)), "__module__", "") == THREADS_POOL_MODULE:
+        # A threads pool (a batching gpu worker) is this one process, which loaded its models
+        # before its consumer ran.
+        return {"processes": 1, "ready": 1}
     pool = getattr(getattr(consumer, "pool", None), "_pool", None)
     processes = getattr(pool, "_pool", None)
     # AsynPool files a process's input queue here when its UP message arrives, and removes it

@@ -20,7 +20,7 @@ from core.database import db
 from core.jobtypes import FACE_DETECTOR, models_on
 from core.queues import GPU_QUEUE
 from core.settings_access import SETTINGS_KEY
-from workers import metrics_exporter
+from workers import batching, metrics_exporter
 from workers.liveness import liveness_step
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ def register(flask_app: Flask) -> None:
     settings = flask_app.extensions[SETTINGS_KEY]
     flask_app.extensions["celery"].steps["consumer"].add(liveness_step(settings))
     metrics_exporter.register(settings)
+    batching.register(flask_app, warm_up_models)
 
     @celeryd_after_setup.connect(weak=False)
     def remember_queues(sender: str, instance: Any, **_kwargs: Any) -> None:
