@@ -278,7 +278,9 @@ def test_gpu_worker_is_one_process_on_one_gpu(objects: list[dict[str, Any]]) -> 
     container = the_container(objects, "worker-gpu")
     argv = container["command"]
     assert option(argv, "-Q", "--queues") == "gpu"
-    assert option(argv, "-c", "--concurrency") == "1"
+    # One process (the threads pool) whose GPU_BATCH_MAX threads share the model calls.
+    assert option(argv, "-P", "--pool") == "threads"
+    assert option(argv, "-c", "--concurrency") == "$(GPU_BATCH_MAX)"
     assert option(argv, "--prefetch-multiplier") == "1"
     resources = container["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == 1
