@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.model_input import INPUT_SCALES
-from pipelines.perimeter import FITS
-from pipelines.segmentation import TEST_TIME_FLIPS
+from pipelines.postprocessing_names import FITS, TEST_TIME_FLIPS
 
 log = logging.getLogger(__name__)
 

@@ -50,6 +50,7 @@ from pipelines.base import (
     png_bytes,
 )
 from pipelines.limits import DEFAULT_LIMITS, ImageLimits
+from pipelines.postprocessing_names import FITS
 from pipelines.scans import open_checked
 
 # Blobs smaller than this fraction of the largest are noise, not a second object.
@@ -68,7 +69,6 @@ POOR_FIT_RESIDUAL_FRACTION = 0.05
 # absolute Sampson distance), and never closer than REJECT_FLOOR_PX (staircase noise), are left
 # out and the ellipse refitted, until the kept set stops changing. At least MIN_KEPT_FRACTION of
 # the points must stay: a boundary that is mostly "outliers" is no ellipse, so nothing is rejected.
-FITS = ("least_squares", "robust")
 REJECT_SIGMAS = 3.0
 REJECT_FLOOR_PX = 1.0
 MAX_REFITS = 5

@@ -25,6 +25,7 @@ from pipelines.base import (
 )
 from pipelines.limits import DEFAULT_LIMITS, ImageLimits
 from pipelines.model_input import scale_pixels
+from pipelines.postprocessing_names import TEST_TIME_FLIPS
 from pipelines.scans import Scan, read_scan, row_blocks
 
 # Overlay colours by class index (background, then foreground classes).
@@ -34,12 +35,6 @@ PALETTE = np.array(
 )
 # Tint weight of the class colour, in tenths (integer arithmetic keeps the overlay cheap).
 OVERLAY_TENTHS = 4
-# Test-time flips a manifest may name: the image axes of an (N, H, W, C) batch each one reverses.
-TEST_TIME_FLIPS: dict[str, tuple[int, ...]] = {
-    "horizontal": (2,),
-    "vertical": (1,),
-    "both": (1, 2),
-}
 
 
 class SegmentationModelSpec(Protocol):

@@ -134,7 +134,7 @@ def test_test_time_flips_average_the_flipped_back_predictions_in_one_call() -> N
 
 def test_manifest_flips_change_the_predicted_mask() -> None:
     classes = {0: "background", 1: "head"}
-    plain = ModelManifest("ramp", "1.0.0", Path("none"), "", 8, 10, 1, classes)
+    plain = ModelManifest("ramp", "1.0.0", Path("none"), "", "segmentation", 8, 10, 1, classes)
     flipped = dataclasses.replace(plain, test_time_flips=("horizontal",))
     pixels = np.full((16, 20), 204, dtype=np.uint8)  # 0.8 after scaling
     # Plain: only the right part reaches 0.5; averaged with the mirror: 0.4 everywhere, no head.
