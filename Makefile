@@ -101,8 +101,8 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite in instance/)
 	$(VENV)/bin/flask --app webapp db upgrade
 
-bench: $(STAMP) ## Run the benchmarks
-	$(VENV_PY) -m benchmarks
+bench: $(STAMP) ## Run the benchmarks (the scale-out table needs Postgres)
+	$(SERVICES) --redis --postgres -- $(VENV_PY) -m benchmarks
 
 # Real worker, gunicorn and nginx processes on Postgres and Redis: a few minutes, mostly the
 # default liveness timeouts (a killed worker's job comes back after 60-90 s).

@@ -65,8 +65,12 @@ class NodeGroup:
         queues: str,
         concurrency: int,
         app: str = "workers.celery_app",
+        warm_marker: str | None = None,
     ) -> None:
         self.env = env
+        # A line each pool process logs once it can take work (its models loaded), if any: a
+        # node logs "ready" before its pool processes have finished starting.
+        self.warm_marker = warm_marker
         self.logs = logs
         self.queues = queues
         self.concurrency = concurrency
@@ -90,10 +94,16 @@ class NodeGroup:
         return spawned
 
     def wait_ready(self, nodes: list[Node], timeout: float = 180.0) -> list[Node]:
-        """Return the nodes once each has logged that it is ready, noting when."""
+        """Return the nodes once each has logged that it is ready (and, given a warm marker,
+        that every pool process is warm), noting when it logged ready."""
+        deadline = time.monotonic() + timeout
         for node in nodes:
             wait_until_ready(node.process, node.log_path, timeout)
             node.ready_at = node.logged_ready_at()
+            while self.warm_marker and node.log().count(self.warm_marker) < self.concurrency:
+                assert node.process.poll() is None, f"{node.name} exited:\n{node.log()}"
+                assert time.monotonic() < deadline, f"{node.name} not warm:\n{node.log()}"
+                time.sleep(0.2)
         return nodes
 
     def add(self, names: list[str]) -> list[Node]:
