@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,3 +22,14 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 total_kb += int(line.split()[1])
     return total_kb / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process and its direct children have used so far, in s."""
+    ticks = 0
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for each in [str(pid), *children]:
+        # Fields after the command's closing parenthesis; utime and stime are the 14th and 15th.
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
