@@ -103,7 +103,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite in instance/)
 	$(VENV)/bin/flask --app webapp db upgrade
 
-# The status polls and dynamic batching tables run on Postgres (as production does); the
+# The status polls and dynamic batching and scale-out tables run on Postgres (as production does); the
 # batching comparison takes 5-8 minutes more (real workers).
 bench: $(STAMP) ## Run the benchmarks
 	$(SERVICES) --redis --postgres -- $(VENV_PY) -m benchmarks

@@ -4,6 +4,8 @@
     python -m benchmarks --memory     (only the peak memory table, benchmarks/memory.py)
     python -m benchmarks --polls      (only the status polls table, benchmarks/polls.py: locust
                                        against the production gunicorn on Postgres)
+    python -m benchmarks --scale-out  (only the scale-out table, benchmarks/scale_out.py:
+                                       1, 2 and 4 worker nodes on Postgres; about a minute)
 
 Faults and hostile input have modules of their own (real processes, minutes; `make bench-faults`
 runs the first two): ``python -m benchmarks.worker_faults``, ``python -m
@@ -40,8 +42,10 @@ import numpy as np
 import redis
 from flask_migrate import upgrade
 
+from benchmarks.measures import percentiles, rss_mb
 from benchmarks.memory import memory_table
 from benchmarks.polls import poll_table
+from benchmarks.scale_out import scale_out_table
 from core.config import PROJECT_ROOT, load_settings
 from core.database import db
 from core.records import User, utcnow
@@ -60,11 +64,6 @@ POLL_SECONDS = 0.005
 EMAIL, PASSWORD = "bench@example.org", "bench-password"
 
 
-def percentiles(samples_ms: list[float]) -> tuple[float, float]:
-    """(p50, p95) of the samples."""
-    return float(np.percentile(samples_ms, 50)), float(np.percentile(samples_ms, 95))
-
-
 def time_each(items: list[Path], run: Callable[[Path], object]) -> list[float]:
     """Milliseconds each call took (after one untimed warm-up call)."""
     run(items[0])
@@ -74,17 +73,6 @@ def time_each(items: list[Path], run: Callable[[Path], object]) -> list[float]:
         run(item)
         timings.append(1000 * (time.perf_counter() - started))
     return timings
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its direct children, in MB."""
-    total_kb = 0
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    for each in [str(pid), *children]:
-        for line in Path(f"/proc/{each}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total_kb += int(line.split()[1])
-    return total_kb / 1024
 
 
 def free_port() -> int:
@@ -263,11 +251,17 @@ def main() -> None:
     parser.add_argument("--polls", action="store_true", help="only the status polls table")
     parser.add_argument("--poll-rate", type=float, default=200, help="offered polls per second")
     parser.add_argument("--poll-seconds", type=float, default=30, help="per polls scenario")
+    parser.add_argument(
+        "--scale-out", action="store_true", help="only the drain of a backlog by 1, 2, 4 nodes"
+    )
     args = parser.parse_args()
     if args.memory:
         sys.exit(0 if memory_table() else 1)
     if args.polls:
         poll_table(args.poll_rate, args.poll_seconds)
+        return
+    if args.scale_out:
+        scale_out_table()
         return
     if not HC18_DIR.is_dir():
         sys.exit(f"the benchmark uses HC18 images; none at {HC18_DIR} (set HC18_DIR)")
@@ -383,6 +377,7 @@ def main() -> None:
     print(f"web resident memory (gunicorn master + 1 worker): {web_rss:.0f} MB")
     memory_table()
     poll_table(args.poll_rate, args.poll_seconds)
+    scale_out_table()
 
 
 if __name__ == "__main__":
