@@ -394,9 +394,9 @@ def deliver_in_thread(app: Flask, job_id: uuid.UUID, redelivered: bool) -> Calla
     return result
 
 
-@pytest.mark.parametrize("cancelled", [False, True])
-def test_a_redelivered_job_waits_at_the_gate_before_its_claim_counts(
-    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch, cancelled: bool
+@pytest.mark.parametrize("delivery", ["redelivered", "queued again", "cancelled while waiting"])
+def test_a_suspect_delivery_waits_at_the_gate_before_its_claim_counts(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch, delivery: str
 ) -> None:
     from core.settings_access import current_settings
     from models.isolation import process_gate
@@ -405,16 +405,27 @@ def test_a_redelivered_job_waits_at_the_gate_before_its_claim_counts(
     monkeypatch.setattr(process_gate, "enabled", True)
     monkeypatch.setattr(current_settings(), "WORKER_HEARTBEAT_SECONDS", 0.1)
     job_id = new_job(client)
-    assert job_state.claim(job_id, "w@host") is not None  # its process died under it
+    claimed = job_state.claim(job_id, "w@host")  # its process died under it
+    assert claimed is not None
+    last_sign = claimed.heartbeat_at
+    if delivery == "queued again":
+        # The stale-job sweep queues it again with a new message (not marked redelivered).
+        job = fetch(job_id)
+        job.status = "queued"
+        db.session.commit()
     with process_gate.entered(False):  # a batch-mate runs
-        outcome = deliver_in_thread(app, job_id, redelivered=True)
+        outcome = deliver_in_thread(app, job_id, redelivered=delivery != "queued again")
         time.sleep(0.5)
-        assert fetch(job_id).attempts == 1  # waiting, not claimed: a death now costs nothing
-        if cancelled:
+        waiting = fetch(job_id)
+        assert waiting.attempts == 1  # waiting, not claimed: a death now costs nothing
+        if delivery == "redelivered":
+            # Its message is held: the stale-job sweep must not take it for lost meanwhile.
+            assert waiting.heartbeat_at > last_sign
+        if delivery == "cancelled while waiting":
             job_state.cancel(job_id)
             assert outcome() == "skipped"  # it stopped waiting; the batch-mate still runs
-    if not cancelled:
-        assert outcome() == "succeeded"
+            assert fetch(job_id).status == "cancelled"
+            return
+    assert outcome() == "succeeded"
     job = fetch(job_id)
-    assert job.attempts == (1 if cancelled else 2)
-    assert job.status == ("cancelled" if cancelled else "succeeded")
+    assert (job.status, job.attempts) == ("succeeded", 2)
