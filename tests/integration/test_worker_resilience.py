@@ -228,13 +228,19 @@ def test_a_job_that_kills_its_process_fails_after_max_attempts_and_the_worker_se
         assert log.read_text().count(f"{doomed}] received") == 3  # 2 attempts + the last word
 
 
-def test_a_job_that_kills_a_threads_pool_worker_fails_alone_and_its_batch_mates_succeed(
-    fleet: Fleet,
-) -> None:
-    # Jobs sharing one process share its death. Without the gate the lost worker's messages
-    # come back together, run together again and all die again, until every one of them has
-    # failed worker_lost; with it, a redelivered job runs alone, so only the poison dies again.
-    max_attempts = 2
+@dataclass
+class PoisonRun:
+    """What became of a poison job and its batch-mates in a threads-pool worker."""
+
+    poison: dict
+    batch_mates: list[dict]
+    deaths: int  # of the worker process
+    seconds: float  # from the first worker's start until every job was final
+
+
+def poison_among_batch_mates(fleet: Fleet, timeout: float, **extra: str) -> PoisonRun:
+    """Queue a job that kills its process and three others, then serve them with a threads-pool
+    worker (all four at once) started again after each death, as a container restarts."""
     with fleet.client() as (_, client, headers):
         deadly = ellipse_mask_png(4000, 4000, (2000, 2000), (1500, 1000))
         fine = [submit_job(client, headers).get_json()["id"] for _ in range(3)]
@@ -246,31 +252,43 @@ def test_a_job_that_kills_a_threads_pool_worker_fails_alone_and_its_batch_mates_
 
         deaths, started = 0, time.monotonic()
         while not all_final():
-            assert time.monotonic() - started < 80, f"not all final after {deaths} death(s)"
-            # A fresh worker after each death (as a container restarts): it returns the dead
-            # one's messages (fast liveness settings) and takes all four jobs at once.
+            assert time.monotonic() - started < timeout, f"not final after {deaths} death(s)"
             with fleet.worker(
                 f"threads{deaths}",
                 app="tests.integration.crashing_app",
                 pool="threads",
                 concurrency=len(jobs),
-                MAX_ATTEMPTS=str(max_attempts),
+                # Long enough that the batch-mates still run when the poison kills the process.
                 CRASHING_APP_WORK_SECONDS="2",
-                **FAST_HEARTBEAT,
+                **extra,
             ) as (process, _):
-                wait_until(lambda: process.poll() is not None or all_final(), 80, "no end")
+                wait_until(lambda: process.poll() is not None or all_final(), timeout, "no end")
                 deaths += process.poll() is not None
-        took = time.monotonic() - started
-        results = {job: status(client, headers, job) for job in jobs}
+        return PoisonRun(
+            status(client, headers, poison),
+            [status(client, headers, job) for job in fine],
+            deaths,
+            time.monotonic() - started,
+        )
 
-    lost = results.pop(poison)
-    assert (lost["status"], lost["error"]["code"]) == ("failed", "worker_lost"), lost
-    assert lost["attempts"] == max_attempts
-    for job in results.values():
+
+def test_a_job_that_kills_a_threads_pool_worker_fails_alone_and_its_batch_mates_succeed(
+    fleet: Fleet,
+) -> None:
+    # Jobs sharing one process share its death. Without the gate the lost worker's messages
+    # come back together, run together again and all die again, until every one of them has
+    # failed worker_lost; with it, a redelivered job runs alone, so only the poison dies again.
+    max_attempts = 2
+    run = poison_among_batch_mates(fleet, 80, MAX_ATTEMPTS=str(max_attempts), **FAST_HEARTBEAT)
+
+    poison = run.poison
+    assert (poison["status"], poison["error"]["code"]) == ("failed", "worker_lost"), poison
+    assert poison["attempts"] == max_attempts
+    for job in run.batch_mates:
         # At most the first run, shared with the poison, was lost.
         assert job["status"] == "succeeded" and job["attempts"] <= 2, job
-    assert deaths == max_attempts  # the poison's own runs only
-    print(f"poison failed alone, batch-mates succeeded: {deaths} deaths, {took:.1f} s")
+    assert run.deaths == max_attempts  # the poison's own runs only
+    print(f"poison failed alone, batch-mates succeeded: {run.deaths} deaths, {run.seconds:.1f} s")
 
 
 def test_a_message_held_by_a_killed_worker_is_recovered_by_another_worker(
