@@ -37,6 +37,8 @@ from models.batching import InFlight, jobs_in_flight
 
 @dataclass(frozen=True)
 class _Holder:
+    """A job inside the gate: how it entered, and when."""
+
     exclusive: bool
     since: float  # monotonic
 
