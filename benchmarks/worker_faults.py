@@ -1,6 +1,7 @@
 """How long the fleet takes to recover from worker faults, with the default liveness settings.
 
-    python -m benchmarks.worker_faults [--fault kill|cancel|crash ...] [--rounds 1] [--timeout 300]
+    python -m benchmarks.worker_faults [--fault kill|cancel|crash|poison ...] [--rounds 1]
+        [--timeout 300]
 
 Real ``celery worker`` processes (workers/launch.py) on a fresh Postgres database
 (TEST_DATABASE_URL, as the tests) and the Redis at REDIS_URL (database 8), the app in process;
@@ -19,6 +20,10 @@ the scenarios of tests/integration/test_worker_resilience.py, measured instead o
 - crash: a job that SIGKILLs its own pool process on every attempt (tests/integration/
   crashing_app.py): seconds from submission until it failed with worker_lost after MAX_ATTEMPTS,
   and whether the job submitted after it succeeded.
+- poison: the same job queued with three others for a threads-pool worker (a batching gpu
+  worker's pool) that runs all four at once and is started again after each death, as a container
+  restarts: seconds from the first start until every job was final, what became of each, and how
+  many times the process died (with the process gate: MAX_ATTEMPTS, the poison's runs only).
 
 Every wait is bounded by --timeout; all processes are started and stopped here, on loopback.
 """
@@ -40,10 +45,16 @@ from tests.builders import ellipse_mask_png, face_photo, submit_job
 from tests.conftest import fresh_postgres_database, redis_url_for_tests
 from tests.integration.conftest import running_stack, signed_in, tiny_models
 from tests.integration.test_classification_and_sweep import kill_worker
-from tests.integration.test_worker_resilience import Fleet, pool_pids, status, wait_until
+from tests.integration.test_worker_resilience import (
+    Fleet,
+    poison_among_batch_mates,
+    pool_pids,
+    status,
+    wait_until,
+)
 
 BENCH_REDIS_DB = 8
-FAULTS = ("kill", "cancel", "crash")
+FAULTS = ("kill", "cancel", "crash", "poison")
 FINAL = {"succeeded", "failed", "cancelled"}
 Row = tuple[str, str, str]
 
@@ -149,6 +160,22 @@ def crashing_job(fleet: Fleet, timeout: float) -> list[Row]:
     ]
 
 
+def poisoned_batch(fleet: Fleet, timeout: float) -> list[Row]:
+    """A process-killing job among batch-mates in a threads-pool worker: who ends how, how fast."""
+    # Each death costs one orphan-sweep recovery: a wait of its own.
+    run = poison_among_batch_mates(fleet, 4 * timeout)
+    mates = ", ".join(f"{job['status']} (attempts {job['attempts']})" for job in run.batch_mates)
+    code = (run.poison.get("error") or {}).get("code")
+    return [
+        (
+            "job SIGKILLs its threads-pool worker (4 jobs running) on every attempt",
+            f"{run.seconds:.1f} s until all final; poison {run.poison['status']} ({code}) "
+            f"after {run.poison['attempts']} attempts",
+            f"batch-mates {mates}; the worker died {run.deaths} time(s)",
+        )
+    ]
+
+
 def main() -> None:
     """Measure each fault and print one table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -170,6 +197,8 @@ def main() -> None:
                     rows += killed_worker(fleet, args.timeout)
                 elif fault == "crash":
                     rows += crashing_job(fleet, args.timeout)
+                elif fault == "poison":
+                    rows += poisoned_batch(fleet, args.timeout)
                 else:
                     folder = Path(tempfile.mkdtemp(dir=base))
                     rows += cancelled_job(folder, broker, args.timeout)

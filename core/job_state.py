@@ -132,6 +132,24 @@ def resume(job_id: uuid.UUID, count_attempt: bool = False) -> Job | None:
     return job if job is not None and job.status == JobStatus.RUNNING.value else None
 
 
+def attempts_so_far(job_id: uuid.UUID) -> int:
+    """How many times the job was claimed (0 if it is gone)."""
+    attempts = db.session.scalar(sa.select(Job.attempts).where(Job.id == job_id))
+    db.session.rollback()  # no transaction left open: the caller may wait at the gate next
+    return attempts or 0
+
+
+def still_waiting(job_id: uuid.UUID) -> bool:
+    """A job whose message waits in its worker for its turn: whether it is still to be run
+    (queued or running, not cancelled, final or gone). A running job's heartbeat is renewed:
+    its message is held, so the stale-job sweep must not take it for lost meanwhile."""
+    if _guarded_update(job_id, (JobStatus.RUNNING.value,), heartbeat_at=utcnow()):
+        return True
+    status = db.session.scalar(sa.select(Job.status).where(Job.id == job_id))
+    db.session.rollback()
+    return status == JobStatus.QUEUED.value
+
+
 def report_progress(job_id: uuid.UUID, percent: int, attempt: int | None = None) -> bool:
     """Record progress (0-99) of a running job; False (nothing changed) once it is no longer
     running, e.g. cancelled, or (given ``attempt``) once a newer claim took it over."""

@@ -49,7 +49,8 @@ process_batching = BatchSettings()
 
 
 class InFlight:
-    """How many jobs this process runs now (the worker's task signals count them)."""
+    """How many jobs this process runs now (the jobs inside the process gate, models.isolation;
+    a job waiting at the gate does not count, so no batch waits for it)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

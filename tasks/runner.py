@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from core.jobtypes import JOB_TYPES, stage_of
 from core.records import Job
 from core.settings_access import current_settings
 from core.storage import MediaStorage
+from models.isolation import process_gate
 from pipelines.base import JobCancelled, PipelineError, PipelineOutput, ProgressCallback
 from tasks.backoff import retry_delay
 
@@ -92,7 +95,6 @@ def run_job(task: Task, job_id: str, pipeline: Pipeline, stage: Stage | None = N
 
 
 def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> TaskOutcome:
-    worker = task.request.hostname or "unknown"
     redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
     if stage.claims_job or redelivered:
         # Counted where deliveries happen: a job whose process died under it MAX_ATTEMPTS times
@@ -106,6 +108,34 @@ def _run(task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage) -> Tas
             if lost.parent_id is not None:
                 _advance_parent(task, lost.parent_id)
             return TaskOutcome.FAILED
+    # A delivery whose job may have killed a process before runs alone in a threads-pool worker
+    # (models.isolation). Through the gate before the claim counts an attempt: a job waiting
+    # there while the suspect runs loses nothing if the suspect kills the process.
+    suspect = process_gate.enabled and (
+        redelivered or _claimed_by_more_than_retries(task, job_id, stage)
+    )
+    with process_gate.entered(
+        suspect,
+        still_wanted=partial(job_state.still_waiting, job_id),
+        check_every_s=current_settings().WORKER_HEARTBEAT_SECONDS,
+    ) as entered:
+        if not entered:
+            log.info("job %s was cancelled while it waited for its turn", job_id)
+            return TaskOutcome.SKIPPED
+        return _claim_and_run(task, job_id, pipeline, stage, redelivered)
+
+
+def _claimed_by_more_than_retries(task: Task, job_id: uuid.UUID, stage: Stage) -> bool:
+    """Whether a claiming stage's job was claimed by more runs than its database-outage retries
+    account for: an earlier run may have died with its process, though this message is not a
+    redelivery (the stale-job sweep queues a new one)."""
+    return stage.claims_job and job_state.attempts_so_far(job_id) > task.request.retries
+
+
+def _claim_and_run(
+    task: Task, job_id: uuid.UUID, pipeline: Pipeline, stage: Stage, redelivered: bool
+) -> TaskOutcome:
+    worker = task.request.hostname or "unknown"
     if stage.claims_job:
         job = job_state.claim(job_id, worker)
     else:
@@ -153,7 +183,13 @@ def _run_claimed(task: Task, job: Job, pipeline: Pipeline, stage: Stage) -> Task
     inputs = [storage.resolve(item.storage_path) for item in job.inputs]
     params = dict(job.params or {})
 
+    # Celery's threads pool (a batching gpu worker) enforces no time limit: a run past its soft
+    # limit stops at its next progress report instead, failing as Celery's soft limit fails it.
+    over_at = time.monotonic() + current_settings().TASK_SOFT_TIME_LIMIT
+
     def progress(percent: int) -> None:
+        if time.monotonic() > over_at:
+            raise SoftTimeLimitExceeded()
         # The progress update doubles as the cancel check: it changes nothing once the job is
         # no longer running (or claimed again), and the pipeline stops here, not at its end.
         if not job_state.report_progress(job_id, percent, attempt):

@@ -4,6 +4,8 @@
 chooses it): every job keeps its own Celery task, so late acks, redelivery of a lost worker's
 messages, the attempt limit, cancel and progress stay as they are; ``models.batching`` merges
 the model calls of the threads. With the prefork pool (or GPU_BATCH_MAX=1) nothing is batched.
+Jobs sharing a process share its death: ``models.isolation`` runs a job that may have killed a
+process before alone.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from celery.signals import celeryd_after_setup, task_postrun, task_prerun, worker_ready
+from celery.signals import celeryd_after_setup, worker_ready
 from flask import Flask
 
 from core.config import Settings
 from core.queues import GPU_QUEUE
 from core.settings_access import SETTINGS_KEY
-from models.batching import jobs_in_flight, process_batching
+from models.batching import process_batching
+from models.isolation import process_gate
 from workers.liveness import THREADS_POOL_MODULE
 
 log = logging.getLogger(__name__)
@@ -37,14 +40,19 @@ def _runs_threads(instance: Any) -> bool:
 
 
 def register(flask_app: Flask, warm_up: Callable[[Flask], None]) -> None:
-    """Batch in a threads-pool gpu worker: settings, the count of running jobs, model warm-up."""
+    """Batch in a threads-pool gpu worker: settings, model warm-up; isolate suspect jobs in any
+    threads-pool worker (the gate also counts the running jobs)."""
     settings: Settings = flask_app.extensions[SETTINGS_KEY]
     threads = {"gpu": False}
 
     @celeryd_after_setup.connect(weak=False)
     def enable(sender: str, instance: Any, **_kwargs: Any) -> None:
-        consumed = set(instance.app.amqp.queues.consume_from or {})
-        if GPU_QUEUE not in consumed or not _runs_threads(instance):
+        if not _runs_threads(instance):
+            return
+        # Jobs share this process: one that may have killed a process before runs alone. A job
+        # inside past the hard limit is hung (the soft limit stops any job that reports).
+        process_gate.enable(stuck_after_s=settings.TASK_TIME_LIMIT)
+        if GPU_QUEUE not in set(instance.app.amqp.queues.consume_from or {}):
             return
         threads["gpu"] = True
         process_batching.max_rows = settings.GPU_BATCH_MAX
@@ -61,11 +69,3 @@ def register(flask_app: Flask, warm_up: Callable[[Flask], None]) -> None:
         # before its event loop takes the first message.
         if threads["gpu"]:
             warm_up(flask_app)
-
-    @task_prerun.connect(weak=False)
-    def job_started(**_kwargs: Any) -> None:
-        jobs_in_flight.started()
-
-    @task_postrun.connect(weak=False)
-    def job_ended(**_kwargs: Any) -> None:
-        jobs_in_flight.ended()

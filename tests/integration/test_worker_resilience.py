@@ -80,12 +80,25 @@ class Fleet:
         }
 
     @contextmanager
-    def worker(self, name: str, app: str = "workers.celery_app", **extra: str) -> Iterator:
-        """A cpu worker with one pool process, stopped (or killed) afterwards."""
+    def worker(
+        self,
+        name: str,
+        app: str = "workers.celery_app",
+        pool: str = "prefork",
+        concurrency: int = 1,
+        **extra: str,
+    ) -> Iterator:
+        """A cpu worker (one pool process unless told), stopped (or killed) afterwards."""
         env = {**os.environ, **self.settings(**extra), "PYTHONUNBUFFERED": "1"}
         log = self.base / f"{name}.log"
         process = start_worker(
-            env, log, queues="cpu", concurrency=1, node=f"{name}@{NODE_HOST}", app=app
+            env,
+            log,
+            queues="cpu",
+            concurrency=concurrency,
+            pool=pool,
+            node=f"{name}@{NODE_HOST}",
+            app=app,
         )
         try:
             yield process, log
@@ -113,6 +126,9 @@ def fleet_backends(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> 
 def fleet(fleet_backends: Fleet) -> Fleet:
     redis.Redis.from_url(fleet_backends.broker_url).flushdb()
     return fleet_backends
+
+
+FINAL = {"succeeded", "failed", "cancelled"}
 
 
 def status(client: FlaskClient, headers: dict[str, str], job_id: str) -> dict:
@@ -210,6 +226,69 @@ def test_a_job_that_kills_its_process_fails_after_max_attempts_and_the_worker_se
         assert process.poll() is None
         time.sleep(2)  # acknowledged: not delivered again
         assert log.read_text().count(f"{doomed}] received") == 3  # 2 attempts + the last word
+
+
+@dataclass
+class PoisonRun:
+    """What became of a poison job and its batch-mates in a threads-pool worker."""
+
+    poison: dict
+    batch_mates: list[dict]
+    deaths: int  # of the worker process
+    seconds: float  # from the first worker's start until every job was final
+
+
+def poison_among_batch_mates(fleet: Fleet, timeout: float, **extra: str) -> PoisonRun:
+    """Queue a job that kills its process and three others, then serve them with a threads-pool
+    worker (all four at once) started again after each death, as a container restarts."""
+    with fleet.client() as (_, client, headers):
+        deadly = ellipse_mask_png(4000, 4000, (2000, 2000), (1500, 1000))
+        fine = [submit_job(client, headers).get_json()["id"] for _ in range(3)]
+        poison = submit_job(client, headers, [(deadly, "huge.png")]).get_json()["id"]
+        jobs = [*fine, poison]
+
+        def all_final() -> bool:
+            return all(status(client, headers, job)["status"] in FINAL for job in jobs)
+
+        deaths, started = 0, time.monotonic()
+        while not all_final():
+            assert time.monotonic() - started < timeout, f"not final after {deaths} death(s)"
+            with fleet.worker(
+                f"threads{deaths}",
+                app="tests.integration.crashing_app",
+                pool="threads",
+                concurrency=len(jobs),
+                # Long enough that the batch-mates still run when the poison kills the process.
+                CRASHING_APP_WORK_SECONDS="2",
+                **extra,
+            ) as (process, _):
+                wait_until(lambda: process.poll() is not None or all_final(), timeout, "no end")
+                deaths += process.poll() is not None
+        return PoisonRun(
+            status(client, headers, poison),
+            [status(client, headers, job) for job in fine],
+            deaths,
+            time.monotonic() - started,
+        )
+
+
+def test_a_job_that_kills_a_threads_pool_worker_fails_alone_and_its_batch_mates_succeed(
+    fleet: Fleet,
+) -> None:
+    # Jobs sharing one process share its death. Without the gate the lost worker's messages
+    # come back together, run together again and all die again, until every one of them has
+    # failed worker_lost; with it, a redelivered job runs alone, so only the poison dies again.
+    max_attempts = 2
+    run = poison_among_batch_mates(fleet, 80, MAX_ATTEMPTS=str(max_attempts), **FAST_HEARTBEAT)
+
+    poison = run.poison
+    assert (poison["status"], poison["error"]["code"]) == ("failed", "worker_lost"), poison
+    assert poison["attempts"] == max_attempts
+    for job in run.batch_mates:
+        # At most the first run, shared with the poison, was lost.
+        assert job["status"] == "succeeded" and job["attempts"] <= 2, job
+    assert run.deaths == max_attempts  # the poison's own runs only
+    print(f"poison failed alone, batch-mates succeeded: {run.deaths} deaths, {run.seconds:.1f} s")
 
 
 def test_a_message_held_by_a_killed_worker_is_recovered_by_another_worker(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +343,89 @@ def test_each_task_knows_its_place_from_its_job_type() -> None:
     assert stage_for("scanqueue.head_circumference.measure") == Stage(claims_job=False)
     # A fan-out job was started by its children: its own task resumes it.
     assert stage_for("scanqueue.sequence_inference.predict") == Stage(claims_job=False)
+
+
+def test_a_run_past_its_soft_limit_stops_at_its_next_progress_report(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Celery's threads pool enforces no time limit: the progress report does.
+    from core.settings_access import current_settings
+
+    monkeypatch.setattr(current_settings(), "TASK_SOFT_TIME_LIMIT", 1)
+    job_id = new_job(client)
+    reached: list[int] = []
+
+    def slow(inputs: list[Path], params: dict[str, Any], progress: ProgressCallback):
+        for percent in (10, 50):
+            progress(percent)
+            reached.append(percent)
+            time.sleep(1.1)
+        return PipelineOutput(result={"value": 1})
+
+    assert run_job(perimeter_task(app), str(job_id), slow) == "failed"
+    assert reached == [10]
+    job = fetch(job_id)
+    assert (job.status, job.error_code, job.progress) == ("failed", "time_limit", 10)
+    assert "1 s limit" in job.error_message
+
+
+def deliver_in_thread(app: Flask, job_id: uuid.UUID, redelivered: bool) -> Callable[[], str]:
+    """Deliver the job's message to its task on another thread, as a pool thread would; a
+    function that waits for the task's outcome."""
+    task = perimeter_task(app)
+    outcome: list[str] = []
+
+    def deliver() -> None:
+        with app.app_context():
+            task.push_request(delivery_info={"redelivered": redelivered}, hostname="w@host")
+            try:
+                outcome.append(run_job(task, str(job_id), lambda *_: PipelineOutput({"v": 1})))
+            finally:
+                task.pop_request()
+                db.session.remove()
+
+    thread = threading.Thread(target=deliver, daemon=True)
+    thread.start()
+
+    def result() -> str:
+        thread.join(10)
+        return outcome[0]
+
+    return result
+
+
+@pytest.mark.parametrize("delivery", ["redelivered", "queued again", "cancelled while waiting"])
+def test_a_suspect_delivery_waits_at_the_gate_before_its_claim_counts(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch, delivery: str
+) -> None:
+    from core.settings_access import current_settings
+    from models.isolation import process_gate
+
+    # A threads-pool worker's gate; its waiting jobs look at their job every 0.1 s.
+    monkeypatch.setattr(process_gate, "enabled", True)
+    monkeypatch.setattr(current_settings(), "WORKER_HEARTBEAT_SECONDS", 0.1)
+    job_id = new_job(client)
+    claimed = job_state.claim(job_id, "w@host")  # its process died under it
+    assert claimed is not None
+    last_sign = claimed.heartbeat_at
+    if delivery == "queued again":
+        # The stale-job sweep queues it again with a new message (not marked redelivered).
+        job = fetch(job_id)
+        job.status = "queued"
+        db.session.commit()
+    with process_gate.entered(False):  # a batch-mate runs
+        outcome = deliver_in_thread(app, job_id, redelivered=delivery != "queued again")
+        time.sleep(0.5)
+        waiting = fetch(job_id)
+        assert waiting.attempts == 1  # waiting, not claimed: a death now costs nothing
+        if delivery == "redelivered":
+            # Its message is held: the stale-job sweep must not take it for lost meanwhile.
+            assert waiting.heartbeat_at > last_sign
+        if delivery == "cancelled while waiting":
+            job_state.cancel(job_id)
+            assert outcome() == "skipped"  # it stopped waiting; the batch-mate still runs
+            assert fetch(job_id).status == "cancelled"
+            return
+    assert outcome() == "succeeded"
+    job = fetch(job_id)
+    assert (job.status, job.attempts) == ("succeeded", 2)
