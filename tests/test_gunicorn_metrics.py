@@ -66,7 +66,11 @@ def test_metrics_sum_every_gunicorn_process_including_replaced_ones(
         )
         log = tmp_path / "gunicorn.log"
         with running(command, port, log, env, ready_path="/healthz") as arbiter:
-            first = children(arbiter.pid)
+            # /healthz answers as soon as one process is up; the other may still be forking.
+            deadline = time.monotonic() + 30
+            while len(first := children(arbiter.pid)) < 2:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
             assert len(first) == 2
             before = get(port, "/metrics")[1]
             for _ in range(20):
