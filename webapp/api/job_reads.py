@@ -1,0 +1,90 @@
+"""One job read for a status poll with SQLAlchemy Core: rows, no ORM objects.
+
+A poll is the most frequent request, and the ORM's per-statement bookkeeping (identity map,
+instrumented attributes, loader machinery) cost it more CPU than its queries. The rows carry the
+same attribute names as the ORM objects, so ``job_json`` and ``job_etag`` read either.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from core.database import db
+from core.records import Artifact, Job, JobInput, Subject, subject_label
+from webapp.api.job_etags import has_steps
+
+_JOBS = Job.__table__
+_SUBJECTS = Subject.__table__
+_INPUTS = JobInput.__table__
+_ARTIFACTS = Artifact.__table__
+
+
+@dataclass(frozen=True)
+class PolledJob:
+    """A job's row, its subject as (id, label), and its steps (empty for a type without)."""
+
+    row: Any
+    subject: tuple[int, str] | None
+    steps: list[Any]
+
+
+def read_owned_job(job_id: uuid.UUID, owner_id: int) -> PolledJob | None:
+    """The job with its subject, the owner check in SQL (one query), and its steps for a type
+    that fans out (a second); None when the caller owns no such job."""
+    connection = db.session.connection()
+    row = connection.execute(
+        sa.select(
+            _JOBS,
+            _SUBJECTS.c.id.label("subject_found_id"),
+            _SUBJECTS.c.name.label("subject_name"),
+        )
+        .outerjoin(_SUBJECTS, _SUBJECTS.c.id == _JOBS.c.subject_id)
+        .where(_JOBS.c.id == job_id, _JOBS.c.owner_id == owner_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    subject = None
+    if row.subject_found_id is not None:
+        subject = (row.subject_found_id, subject_label(row.subject_found_id, row.subject_name))
+    steps: list[Any] = []
+    if has_steps(row):
+        steps = list(
+            connection.execute(
+                sa.select(_JOBS.c.id, _JOBS.c.type, _JOBS.c.parent_position, _JOBS.c.status)
+                .where(_JOBS.c.parent_id == job_id)
+                .order_by(_JOBS.c.parent_position)
+            )
+        )
+    return PolledJob(row=row, subject=subject, steps=steps)
+
+
+def read_files(job_id: uuid.UUID) -> tuple[list[Any], list[Any]]:
+    """The job's inputs (by position) and artifacts (by name): two queries."""
+    connection = db.session.connection()
+    inputs = connection.execute(
+        sa.select(
+            _INPUTS.c.position,
+            _INPUTS.c.filename,
+            _INPUTS.c.content_type,
+            _INPUTS.c.size,
+            _INPUTS.c.sha256,
+        )
+        .where(_INPUTS.c.job_id == job_id)
+        .order_by(_INPUTS.c.position)
+    ).all()
+    artifacts = connection.execute(
+        sa.select(
+            _ARTIFACTS.c.name,
+            _ARTIFACTS.c.content_type,
+            _ARTIFACTS.c.size,
+            _ARTIFACTS.c.sha256,
+            _ARTIFACTS.c.purged_at,
+        )
+        .where(_ARTIFACTS.c.job_id == job_id)
+        .order_by(_ARTIFACTS.c.name)
+    ).all()
+    return list(inputs), list(artifacts)
