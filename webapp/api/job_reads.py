@@ -8,6 +8,7 @@ same attribute names as the ORM objects, so ``job_json`` and ``job_etag`` read e
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,45 @@ _SUBJECTS = Subject.__table__
 _INPUTS = JobInput.__table__
 _ARTIFACTS = Artifact.__table__
 
+# Built once with bound parameters: building a statement and its cache key on every poll cost
+# more than running it.
+_JOB_WITH_SUBJECT = (
+    sa.select(
+        _JOBS,
+        _SUBJECTS.c.id.label("subject_found_id"),
+        _SUBJECTS.c.name.label("subject_name"),
+    )
+    .outerjoin(_SUBJECTS, _SUBJECTS.c.id == _JOBS.c.subject_id)
+    .where(_JOBS.c.id == sa.bindparam("job_id"), _JOBS.c.owner_id == sa.bindparam("owner_id"))
+)
+_STEPS = (
+    sa.select(_JOBS.c.id, _JOBS.c.type, _JOBS.c.parent_position, _JOBS.c.status)
+    .where(_JOBS.c.parent_id == sa.bindparam("job_id"))
+    .order_by(_JOBS.c.parent_position)
+)
+_INPUT_ROWS = (
+    sa.select(
+        _INPUTS.c.position,
+        _INPUTS.c.filename,
+        _INPUTS.c.content_type,
+        _INPUTS.c.size,
+        _INPUTS.c.sha256,
+    )
+    .where(_INPUTS.c.job_id == sa.bindparam("job_id"))
+    .order_by(_INPUTS.c.position)
+)
+_ARTIFACT_ROWS = (
+    sa.select(
+        _ARTIFACTS.c.name,
+        _ARTIFACTS.c.content_type,
+        _ARTIFACTS.c.size,
+        _ARTIFACTS.c.sha256,
+        _ARTIFACTS.c.purged_at,
+    )
+    .where(_ARTIFACTS.c.job_id == sa.bindparam("job_id"))
+    .order_by(_ARTIFACTS.c.name)
+)
+
 
 @dataclass(frozen=True)
 class PolledJob:
@@ -29,62 +69,28 @@ class PolledJob:
 
     row: Any
     subject: tuple[int, str] | None
-    steps: list[Any]
+    steps: Sequence[Any]
 
 
 def read_owned_job(job_id: uuid.UUID, owner_id: int) -> PolledJob | None:
     """The job with its subject, the owner check in SQL (one query), and its steps for a type
     that fans out (a second); None when the caller owns no such job."""
     connection = db.session.connection()
-    row = connection.execute(
-        sa.select(
-            _JOBS,
-            _SUBJECTS.c.id.label("subject_found_id"),
-            _SUBJECTS.c.name.label("subject_name"),
-        )
-        .outerjoin(_SUBJECTS, _SUBJECTS.c.id == _JOBS.c.subject_id)
-        .where(_JOBS.c.id == job_id, _JOBS.c.owner_id == owner_id)
-    ).one_or_none()
+    key = {"job_id": job_id}
+    row = connection.execute(_JOB_WITH_SUBJECT, {**key, "owner_id": owner_id}).one_or_none()
     if row is None:
         return None
     subject = None
     if row.subject_found_id is not None:
         subject = (row.subject_found_id, subject_label(row.subject_found_id, row.subject_name))
-    steps: list[Any] = []
+    steps: Sequence[Any] = ()
     if has_steps(row):
-        steps = list(
-            connection.execute(
-                sa.select(_JOBS.c.id, _JOBS.c.type, _JOBS.c.parent_position, _JOBS.c.status)
-                .where(_JOBS.c.parent_id == job_id)
-                .order_by(_JOBS.c.parent_position)
-            )
-        )
+        steps = connection.execute(_STEPS, key).all()
     return PolledJob(row=row, subject=subject, steps=steps)
 
 
-def read_files(job_id: uuid.UUID) -> tuple[list[Any], list[Any]]:
+def read_files(job_id: uuid.UUID) -> tuple[Sequence[Any], Sequence[Any]]:
     """The job's inputs (by position) and artifacts (by name): two queries."""
     connection = db.session.connection()
-    inputs = connection.execute(
-        sa.select(
-            _INPUTS.c.position,
-            _INPUTS.c.filename,
-            _INPUTS.c.content_type,
-            _INPUTS.c.size,
-            _INPUTS.c.sha256,
-        )
-        .where(_INPUTS.c.job_id == job_id)
-        .order_by(_INPUTS.c.position)
-    ).all()
-    artifacts = connection.execute(
-        sa.select(
-            _ARTIFACTS.c.name,
-            _ARTIFACTS.c.content_type,
-            _ARTIFACTS.c.size,
-            _ARTIFACTS.c.sha256,
-            _ARTIFACTS.c.purged_at,
-        )
-        .where(_ARTIFACTS.c.job_id == job_id)
-        .order_by(_ARTIFACTS.c.name)
-    ).all()
-    return list(inputs), list(artifacts)
+    key = {"job_id": job_id}
+    return connection.execute(_INPUT_ROWS, key).all(), connection.execute(_ARTIFACT_ROWS, key).all()
