@@ -39,28 +39,37 @@ _STEPS = (
     .where(_JOBS.c.parent_id == sa.bindparam("job_id"))
     .order_by(_JOBS.c.parent_position)
 )
-_INPUT_ROWS = (
+
+
+def _null(column: sa.Column[Any]) -> sa.Cast[Any]:
+    """A NULL typed as the column, so that a union's rows are typed (SQLite dates parsed)."""
+    return sa.cast(sa.null(), column.type)
+
+
+# Inputs and artifacts in one statement (a union, portable to SQLite): each row is one or the
+# other by ``kind``, with the other's columns NULL.
+_FILE_ROWS = sa.union_all(
     sa.select(
+        sa.literal_column("'input'", sa.String).label("kind"),
         _INPUTS.c.position,
         _INPUTS.c.filename,
+        _null(_ARTIFACTS.c.name).label("name"),
         _INPUTS.c.content_type,
         _INPUTS.c.size,
         _INPUTS.c.sha256,
-    )
-    .where(_INPUTS.c.job_id == sa.bindparam("job_id"))
-    .order_by(_INPUTS.c.position)
-)
-_ARTIFACT_ROWS = (
+        _null(_ARTIFACTS.c.purged_at).label("purged_at"),
+    ).where(_INPUTS.c.job_id == sa.bindparam("job_id")),
     sa.select(
+        sa.literal_column("'artifact'", sa.String),
+        _null(_INPUTS.c.position),
+        _null(_INPUTS.c.filename),
         _ARTIFACTS.c.name,
         _ARTIFACTS.c.content_type,
         _ARTIFACTS.c.size,
         _ARTIFACTS.c.sha256,
         _ARTIFACTS.c.purged_at,
-    )
-    .where(_ARTIFACTS.c.job_id == sa.bindparam("job_id"))
-    .order_by(_ARTIFACTS.c.name)
-)
+    ).where(_ARTIFACTS.c.job_id == sa.bindparam("job_id")),
+).order_by(sa.column("position"), sa.column("name"))
 
 
 @dataclass(frozen=True)
@@ -89,8 +98,9 @@ def read_owned_job(job_id: uuid.UUID, owner_id: int) -> PolledJob | None:
     return PolledJob(row=row, subject=subject, steps=steps)
 
 
-def read_files(job_id: uuid.UUID) -> tuple[Sequence[Any], Sequence[Any]]:
-    """The job's inputs (by position) and artifacts (by name): two queries."""
-    connection = db.session.connection()
-    key = {"job_id": job_id}
-    return connection.execute(_INPUT_ROWS, key).all(), connection.execute(_ARTIFACT_ROWS, key).all()
+def read_files(job_id: uuid.UUID) -> tuple[list[Any], list[Any]]:
+    """The job's inputs (by position) and artifacts (by name), read in one query."""
+    rows = db.session.connection().execute(_FILE_ROWS, {"job_id": job_id}).all()
+    return [row for row in rows if row.kind == "input"], [
+        row for row in rows if row.kind == "artifact"
+    ]

@@ -156,21 +156,22 @@ def test_another_users_job_is_404_whatever_the_if_none_match(
 
 def test_statements_per_poll(client: FlaskClient, headers: dict[str, str]) -> None:
     """A signed token: one statement for the user; the job with its subject and the owner
-    check: one; a full answer adds its inputs and artifacts; a fan-out job adds its steps."""
+    check: one; a full answer adds its inputs and artifacts (one union); a fan-out job adds its
+    steps."""
     job_id = submit_job(client, headers).get_json()["id"]
     poll(client, job_id, headers)  # warm: the connection and its first-use queries
     with statements_sent(db.engine) as full:
         etag = poll(client, job_id, headers).headers["ETag"]
     with statements_sent(db.engine) as unchanged:
         assert poll(client, job_id, headers, etag).status_code == 304
-    assert (len(full), len(unchanged)) == (4, 2), (full, unchanged)
+    assert (len(full), len(unchanged)) == (3, 2), (full, unchanged)
 
     parent_id = _sequence_job(_owner_id(client, headers), steps=3).id
     with statements_sent(db.engine) as full:
         etag = poll(client, parent_id, headers).headers["ETag"]
     with statements_sent(db.engine) as unchanged:
         assert poll(client, parent_id, headers, etag).status_code == 304
-    assert (len(full), len(unchanged)) == (5, 3), (full, unchanged)
+    assert (len(full), len(unchanged)) == (4, 3), (full, unchanged)
 
 
 def test_a_personal_token_costs_one_statement_and_a_write_a_minute(
