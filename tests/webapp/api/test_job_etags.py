@@ -91,6 +91,12 @@ def test_every_change_a_poll_can_show_changes_the_etag(
     assert response.get_json()["artifacts"][0]["purged_at"] is not None
     assert response.get_json()["subject"]["name"] == "Renamed"
     assert poll(client, job_id, headers, response.headers["ETag"]).status_code == 304
+    # The poll reads Core rows, the list ORM objects: both must give the same JSON.
+    body = response.get_json()
+    assert len(body["artifacts"]) == 2 and body["inputs"]
+    db.session.remove()
+    listed = client.get("/api/v1/jobs", headers=headers).get_json()["items"]
+    assert [item for item in listed if item["id"] == str(job_id)] == [body]
 
 
 def _sequence_job(owner_id: int, steps: int) -> Job:
