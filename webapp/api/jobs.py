@@ -28,7 +28,6 @@ from webapp.api.job_etags import has_steps, job_etag, not_modified
 from webapp.api.job_reads import read_files, read_owned_job
 from webapp.auth import token_required
 from webapp.errors import ApiError
-from webapp.extensions import limiter
 from webapp.quotas import check_queue_quota
 from webapp.request_guards import refuse_nul_characters
 from webapp.uploads import CheckedImage, check_image
@@ -373,9 +372,6 @@ def create_job() -> tuple[Response, int]:
 
 
 @bp.get("/jobs/<uuid:job_id>")
-# The poll has no rate limit (none applies to it: no default or application limits are set);
-# marked exempt, the limiter skips resolving limits for the most frequent request.
-@limiter.exempt
 @token_required
 def get_job(job_id: uuid.UUID) -> Response:
     """The caller's job with its status, result and artifacts, tagged with an ``ETag``; ``304``
