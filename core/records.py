@@ -206,6 +206,11 @@ class Artifact(StoredFile, db.Model):
     job: Mapped[Job] = relationship(back_populates="artifacts")
 
 
+def subject_label(subject_id: int, name: str | None) -> str:
+    """A subject's name, or a stand-in when there is none (also for rows read without the ORM)."""
+    return name or f"Subject #{subject_id}"
+
+
 class Subject(db.Model):
     """The person the scans are of (a patient, an unborn baby); deleting only hides it."""
 
@@ -226,7 +231,7 @@ class Subject(db.Model):
     @property
     def label(self) -> str:
         """The name, or a stand-in when there is none."""
-        return self.name or f"Subject #{self.id}"
+        return subject_label(self.id, self.name)
 
 
 class ApiToken(db.Model):

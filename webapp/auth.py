@@ -19,7 +19,7 @@ from core.records import User
 from core.settings_access import current_settings
 from core.signing import Purpose, sign, unsign
 from webapp.errors import ApiError
-from webapp.personal_tokens import is_personal_token, user_for_token
+from webapp.personal_tokens import TokenOwner, is_personal_token, user_for_token
 
 TOKEN_SALT = Purpose.API_TOKEN.salt
 # Compared against when the email is unknown, so a miss costs as long as a wrong password.
@@ -75,7 +75,7 @@ def _unauthorized(code: str, message: str) -> ApiError:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _bearer_user(token: str) -> User:
+def _bearer_user(token: str) -> User | TokenOwner:
     if is_personal_token(token):
         user = user_for_token(token)
         if user is None:
@@ -97,7 +97,9 @@ def _session_user() -> User | None:
 
 
 def token_required(view: F) -> F:
-    """Require a bearer token or a signed-in web session; the user lands in ``g.user``."""
+    """Require a bearer token or a signed-in web session; the user lands in ``g.user``: a
+    ``User``, or for a personal token a ``TokenOwner`` (views use only ``id`` and
+    ``is_confirmed``)."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -13,6 +13,7 @@ changes a job in each of these ways and checks that its tag changes.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -24,9 +25,11 @@ from core.records import Job
 # Part of every tag: change it whenever the JSON's shape changes (a field added, renamed or
 # formatted differently), so that no client keeps a body of the old shape on a 304.
 JSON_FORMAT = "job-json-1"
+# Every column of the job's row; each mapped attribute of Job is named as its column.
+JOB_COLUMNS = tuple(column.key for column in Job.__table__.columns)
 
 
-def has_steps(job: Job) -> bool:
+def has_steps(job: Any) -> bool:
     """Whether the job's type fans out into step jobs (listed as its ``children``); a type no
     longer declared counts as one, so its steps are never left out of the tag."""
     job_type = JOB_TYPES.get(job.type)
@@ -39,16 +42,17 @@ def _text(value: Any) -> str:
     return repr(value)
 
 
-def job_etag(job: Job) -> str:
-    """The job's current strong entity tag, quoted as in the header."""
+def job_etag(job: Any, subject: tuple[int, str] | None, steps: Iterable[Any]) -> str:
+    """The job's current strong entity tag, quoted as in the header, from its row (a ``Job`` or a
+    Core row of the jobs table), its subject's id and label, and its steps."""
     parts = [JSON_FORMAT]
-    parts += [f"{attr.key}={_text(getattr(job, attr.key))}" for attr in Job.__mapper__.column_attrs]
-    if job.subject is not None:
-        parts.append(f"subject={job.subject.id}:{job.subject.label}")
+    parts += [f"{name}={_text(getattr(job, name))}" for name in JOB_COLUMNS]
+    if subject is not None:
+        parts.append(f"subject={subject[0]}:{subject[1]}")
     if has_steps(job):
         parts += [
             f"step={child.id}:{child.type}:{child.parent_position}:{child.status}"
-            for child in job.children
+            for child in steps
         ]
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
     return f'"{digest}"'

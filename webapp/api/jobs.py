@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from core.storage import MediaStorage
 from webapp import strict_json
 from webapp.api import bp
 from webapp.api.job_etags import has_steps, job_etag, not_modified
+from webapp.api.job_reads import read_files, read_owned_job
 from webapp.auth import token_required
 from webapp.errors import ApiError
 from webapp.quotas import check_queue_quota
@@ -57,6 +59,20 @@ def _iso(value: datetime | None) -> str | None:
 
 def job_to_json(job: Job) -> dict[str, Any]:
     """The public view of a job."""
+    subject = None if job.subject is None else (job.subject.id, job.subject.label)
+    # Only a fan-out type has steps: other jobs skip the query.
+    children = job.children if has_steps(job) else []
+    return job_json(job, subject, job.inputs, job.artifacts, children)
+
+
+def job_json(
+    job: Any,
+    subject: tuple[int, str] | None,
+    inputs: Iterable[Any],
+    artifacts: Iterable[Any],
+    children: Iterable[Any],
+) -> dict[str, Any]:
+    """The public view of a job from its row (a ``Job`` or a Core row) and what it lists."""
     return {
         "id": str(job.id),
         "type": job.type,
@@ -81,7 +97,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
                 "size": item.size,
                 "sha256": item.sha256,
             }
-            for item in job.inputs
+            for item in inputs
         ],
         "artifacts": [
             {
@@ -92,11 +108,9 @@ def job_to_json(job: Job) -> dict[str, Any]:
                 "url": url_for("api.get_artifact", job_id=job.id, name=artifact.name),
                 "purged_at": _iso(artifact.purged_at),
             }
-            for artifact in job.artifacts
+            for artifact in artifacts
         ],
-        "subject": (
-            {"id": job.subject.id, "name": job.subject.label} if job.subject is not None else None
-        ),
+        "subject": None if subject is None else {"id": subject[0], "name": subject[1]},
         "parent": (
             {
                 "id": str(job.parent_id),
@@ -114,8 +128,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
                 "status": child.status,
                 "url": url_for("api.get_job", job_id=child.id),
             }
-            # Only a fan-out type has steps: other jobs skip the query.
-            for child in (job.children if has_steps(job) else [])
+            for child in children
         ],
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
@@ -134,9 +147,10 @@ JOB_JSON_LOADS: tuple[ORMOption, ...] = (
 )
 
 
-def _poll_headers(response: Response, job: Job, etag: str | None = None) -> Response:
-    """``Retry-After`` while the job is not final; its ``ETag`` when given."""
-    if not job.status_enum.is_final:
+def _poll_headers(response: Response, job: Any, etag: str | None = None) -> Response:
+    """``Retry-After`` while the job (a ``Job`` or a Core row) is not final; its ``ETag`` when
+    given."""
+    if not JobStatus(job.status).is_final:
         response.headers["Retry-After"] = str(current_settings().POLL_RETRY_AFTER)
     if etag is not None:
         response.headers["ETag"] = etag
@@ -154,8 +168,12 @@ def _owned_job(job_id: uuid.UUID, *options: ORMOption) -> Job:
         db.select(Job).where(Job.id == job_id, Job.owner_id == g.user.id).options(*options)
     )
     if job is None:
-        raise ApiError(404, "job_not_found", f"No job {job_id}.")
+        raise _job_not_found(job_id)
     return job
+
+
+def _job_not_found(job_id: uuid.UUID) -> ApiError:
+    return ApiError(404, "job_not_found", f"No job {job_id}.")
 
 
 def _parse_params(raw: str | None, job_type: JobType) -> dict[str, Any]:
@@ -241,7 +259,13 @@ def _store_jobs(
     # Before the jobs exist in the session (autoflush would count them); holds the lock to commit.
     check_queue_quota(g.user.id, len(groups), sum(len(c.data) for files in groups for c in files))
     jobs = [
-        Job(id=uuid.uuid4(), owner=g.user, type=job_type.name, params=params, subject_id=subject_id)
+        Job(
+            id=uuid.uuid4(),
+            owner_id=g.user.id,
+            type=job_type.name,
+            params=params,
+            subject_id=subject_id,
+        )
         for _ in groups
     ]
     try:
@@ -257,7 +281,7 @@ def _store_jobs(
                     # One child job per file; it reads the parent's copy of the file.
                     child = Job(
                         id=uuid.uuid4(),
-                        owner=g.user,
+                        owner_id=g.user.id,
                         type=job_type.child_type,
                         params=job_type.child_params(params),
                         parent_position=position,
@@ -353,15 +377,21 @@ def get_job(job_id: uuid.UUID) -> Response:
     """The caller's job with its status, result and artifacts, tagged with an ``ETag``; ``304``
     without a body when ``If-None-Match`` names the current tag.
 
-    The most frequent request (clients poll it every ``Retry-After``): one query reads the job
-    and its subject with the owner check, a second its steps for a fan-out type only; inputs and
-    artifacts are read only when the answer is not a 304.
+    The most frequent request (clients poll it every ``Retry-After``), read with Core rather
+    than the ORM (``job_reads``): one query reads the job and its subject with the owner check,
+    a second its steps for a fan-out type only; inputs and artifacts are read only when the
+    answer is not a 304.
     """
-    job = _owned_job(job_id, joinedload(Job.subject))
-    etag = job_etag(job)
+    polled = read_owned_job(job_id, g.user.id)
+    if polled is None:
+        raise _job_not_found(job_id)
+    job = polled.row
+    etag = job_etag(job, polled.subject, polled.steps)
     if not_modified(etag):
         return _poll_headers(Response(status=304), job, etag)
-    return _poll_headers(jsonify(job_to_json(job)), job, etag)
+    inputs, artifacts = read_files(job_id)
+    body = job_json(job, polled.subject, inputs, artifacts, polled.steps)
+    return _poll_headers(jsonify(body), job, etag)
 
 
 def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:

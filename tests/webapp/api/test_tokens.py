@@ -79,3 +79,28 @@ def test_deactivated_user_token_stops_working(client: FlaskClient) -> None:
     user.is_active = False
     db.session.commit()
     assert client.get("/api/v1/jobs", headers=headers).status_code == 401
+
+
+def test_a_personal_token_stops_working_when_its_owner_is_deactivated_or_unconfirmed(
+    client: FlaskClient,
+) -> None:
+    """The owner's state is checked in the token's query, on every request."""
+    from core.database import db
+    from webapp.personal_tokens import create_token
+
+    user = make_user()
+    _row, secret = create_token(user, "poller")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/api/v1/jobs", headers=headers).status_code == 200
+    for field, refused, restored in (
+        ("is_active", False, True),
+        ("email_confirmed_at", None, user.email_confirmed_at),
+    ):
+        setattr(user, field, refused)
+        db.session.commit()
+        response = client.get("/api/v1/jobs", headers=headers)
+        assert response.status_code == 401, field
+        assert response.get_json()["error"]["code"] == "invalid_token"
+        setattr(user, field, restored)
+        db.session.commit()
+        assert client.get("/api/v1/jobs", headers=headers).status_code == 200, field
