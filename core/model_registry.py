@@ -27,7 +27,8 @@ MANIFEST_NAME = "manifest.json"
 CARD_NAME = "MODEL_CARD.md"
 # A card is shown on a page and in the API: one longer than this is cut.
 MAX_CARD_CHARS = 200_000
-VERSION = re.compile(r"^\d{1,6}(\.\d{1,6}){0,3}$")
+# No leading zeros: 1.0.0 and 01.0.0 would be two folders of one version number.
+VERSION = re.compile(r"^(0|[1-9]\d{0,5})(\.(0|[1-9]\d{0,5})){0,3}$")
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # What a model does; each job type that takes a model names the task it needs.
 TASKS = ("classification", "segmentation", "sequence")

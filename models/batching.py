@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 
 from core.metrics import BATCH_SIZE
 
@@ -36,6 +37,9 @@ class BatchSettings:
 
     max_rows: int = 1
     wait_s: float = 0.0
+    # A caller gives up on its batch after this long (0: never): a model call hung in native
+    # code then fails the jobs waiting behind it instead of holding their threads for ever.
+    call_timeout_s: float = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -210,7 +214,10 @@ class Batcher:
                 )
                 self._thread.start()
             self._changed.notify_all()
-        call.done.wait()
+        if not call.done.wait(timeout=self._settings.call_timeout_s or None):
+            raise SoftTimeLimitExceeded(
+                f"no answer from {self.name} within {self._settings.call_timeout_s:.0f} s"
+            )
         if call.error is not None:
             raise call.error
         return call.result

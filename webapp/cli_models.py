@@ -36,8 +36,12 @@ def registry() -> ModelRegistry:
 @click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
 def import_model(arguments: tuple[str, ...]) -> None:
     """Check a .keras or legacy .h5 model and add it as a new version (--help for options)."""
+    if any(arg == "--registry" or arg.startswith("--registry=") for arg in arguments):
+        raise click.UsageError("--registry is not an option here: models go to MODEL_DIR")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    command = [sys.executable, "-m", IMPORTER, "--registry", str(registry().root), *arguments]
+    # The configured registry goes last: Click keeps an option's last value, so an operator's own
+    # --registry cannot send the model elsewhere.
+    command = [sys.executable, "-m", IMPORTER, *arguments, "--registry", str(registry().root)]
     child = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if child.stdout:
         click.echo(child.stdout, nl=False)

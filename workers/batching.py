@@ -57,6 +57,7 @@ def register(flask_app: Flask, warm_up: Callable[[Flask], None]) -> None:
         threads["gpu"] = True
         process_batching.max_rows = settings.GPU_BATCH_MAX
         process_batching.wait_s = settings.GPU_BATCH_WAIT_MS / 1000
+        process_batching.call_timeout_s = settings.TASK_SOFT_TIME_LIMIT
         log.info(
             "batching model calls: up to %d rows, waiting up to %.0f ms",
             settings.GPU_BATCH_MAX,

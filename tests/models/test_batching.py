@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 
 from models.batching import (
     ARRAYS,
@@ -101,6 +102,22 @@ def test_the_oldest_call_waits_at_most_the_batch_wait() -> None:
     started = time.monotonic()
     batcher.submit(np.ones((1, 2)))
     assert 0.25 <= time.monotonic() - started < 2.0
+
+
+def test_a_caller_stops_waiting_for_a_hung_model_call() -> None:
+    release = threading.Event()
+
+    def hangs(x: np.ndarray) -> np.ndarray:
+        release.wait(10)
+        return x
+
+    settings = BatchSettings(8, 0.0, call_timeout_s=0.3)
+    batcher = Batcher("m", hangs, ARRAYS, settings, busy(1))
+    try:
+        with pytest.raises(SoftTimeLimitExceeded):
+            batcher.submit(np.ones((1, 2)))
+    finally:
+        release.set()
 
 
 def test_batching_off_calls_the_model_directly() -> None:

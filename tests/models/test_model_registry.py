@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,16 @@ def test_versions_sort_numerically_and_the_newest_is_the_default(registry_root: 
     manifest = registry.manifest("seg", "1.2.0")
     assert manifest.version == "1.2.0" and manifest.is_binary
     assert (manifest.input_height, manifest.input_width, manifest.channels) == (16, 24, 1)
+
+
+def test_a_version_number_has_one_spelling(registry_root: Path, tmp_path: Path) -> None:
+    # 01.2.0 would be a second folder of version 1.2.0, and which is "newest" would depend on
+    # the order the file system lists them in.
+    shutil.copytree(registry_root / "seg" / "1.2.0", tmp_path / "seg" / "1.2.0")
+    shutil.copytree(registry_root / "seg" / "1.2.0", tmp_path / "seg" / "01.2.0")
+    assert ModelRegistry(tmp_path).versions("seg") == ["1.2.0"]
+    with pytest.raises(RegistryError):
+        ModelRegistry(tmp_path).manifest("seg", "01.2.0")
 
 
 def test_unknown_model_or_version_is_a_clear_error(registry_root: Path) -> None:

@@ -53,3 +53,13 @@ def test_import_passes_the_importers_refusal_through(app: Flask, tmp_path: Path)
     assert result.exit_code == 1
     assert "model.h5 refused: --name 'Bad Name': lower-case letters" in result.stderr
     assert not (tmp_path / "registry").exists() or not any((tmp_path / "registry").iterdir())
+
+
+def test_import_cannot_be_sent_outside_the_registry(app: Flask, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    for registry in (["--registry", str(elsewhere)], [f"--registry={elsewhere}"]):
+        arguments = ["models", "import", str(tmp_path / "model.keras"), "--name", "m", *registry]
+        result = app.test_cli_runner().invoke(args=arguments)
+        assert result.exit_code == 2
+        assert "--registry is not an option here" in result.output
+    assert not elsewhere.exists()
