@@ -47,7 +47,7 @@ COPY . .
 RUN pip install --no-deps -e . && chown -R scanqueue:scanqueue /app/instance
 USER scanqueue
 EXPOSE 8000
-# gthread workers, counts and limits from deploy/gunicorn.conf.py; meant to sit behind nginx.
+# Sync processes, counts and limits from deploy/gunicorn.conf.py; meant to sit behind nginx.
 CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "webapp:create_app()"]
 
 FROM deps-worker AS worker

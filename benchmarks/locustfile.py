@@ -51,17 +51,28 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "0") not in {"", "0", "false", "no"}
 
 
+POLL_RATE = float(os.environ.get("SCANQUEUE_POLL_RATE", "10"))
+
+
 class StatusPoller(FastHttpUser):
     """Polls a fixed set of jobs at a constant rate: the polls-per-second measurement."""
 
-    wait_time = constant_throughput(float(os.environ.get("SCANQUEUE_POLL_RATE", "10")))
+    wait_time = constant_throughput(POLL_RATE)
 
     def on_start(self) -> None:
-        """Read the jobs to poll and remember no ETag yet."""
+        """Read the jobs to poll, remember no ETag yet, and start at a random point of the
+        polling period.
+
+        Independent clients poll out of step. Without the random start, users spawned at
+        locust's rate keep the phase they were spawned with (at 20 users/s, half of them every
+        50 ms), so the offered load arrived as bursts of 10 simultaneous polls, which no
+        population of separate clients sends.
+        """
         self.jobs = [job for job in os.environ["SCANQUEUE_POLL_JOBS"].split(",") if job]
         self.conditional = _env_flag("SCANQUEUE_CONDITIONAL")
         self.etags: dict[str, str] = {}
         self.headers = _token_header()
+        time.sleep(random.uniform(0, 1 / POLL_RATE))  # gevent's sleep under locust
 
     @task
     def poll(self) -> None:

@@ -40,8 +40,6 @@ def main() -> None:
         app = create_app({key: env[key] for key in (*keys, "MEDIA_ROOT")})
         client = app.test_client()
         headers = {"Authorization": f"Bearer {token}"}
-        with app.app_context():
-            engine = db.engine
         for job in jobs:  # warm up: connections, caches, compiled statements
             client.get(f"/api/v1/jobs/{job}", headers=headers)
         etag = client.get(f"/api/v1/jobs/{jobs[0]}", headers=headers).headers.get("ETag", "")
@@ -51,7 +49,7 @@ def main() -> None:
             "a queued job, If-None-Match its ETag": (jobs[0], {"If-None-Match": etag}),
         }
         for name, (job, extra) in polls.items():
-            with statements_sent(engine) as statements:
+            with statements_sent() as statements:
                 response = client.get(f"/api/v1/jobs/{job}", headers={**headers, **extra})
             print(f"\npoll of {name}: HTTP {response.status_code}, {len(response.data)} bytes, "
                   f"{len(statements)} statements:")  # fmt: skip

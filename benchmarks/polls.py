@@ -2,14 +2,15 @@
 
     python -m benchmarks --polls [--poll-rate 200] [--poll-seconds 30]    (and make bench)
 
-The production server as deployed: gunicorn with deploy/gunicorn.conf.py (gthread, WEB_WORKERS x
-WEB_THREADS), ``SCANQUEUE_ENV=production`` (secrets set here to throwaway test values), on a
-fresh Postgres database (TEST_DATABASE_URL's server, as the tests use) and the Redis at REDIS_URL
-(database 13). One confirmed user with a personal API token owns 20 perimeter jobs made through
-the real job transitions: 10 queued, 5 running at 40 %, 5 succeeded with the pipeline's real
-result and overlay from an HC18 mask. locust (benchmarks/locustfile.py) runs headless in its own
-process on the same machine, ``StatusPoller`` users at 10 polls/s each (users x 10 = the offered
-rate), statistics reset once every user has started:
+The production server as deployed: gunicorn with deploy/gunicorn.conf.py (WEB_WORKERS sync
+processes, or gthread when WEB_THREADS > 1), ``SCANQUEUE_ENV=production`` (secrets set here to
+throwaway test values), on a fresh Postgres database (TEST_DATABASE_URL's server, as the tests
+use) and the Redis at REDIS_URL (database 13). One confirmed user with a personal API token owns
+20 perimeter jobs made through the real job transitions: 10 queued, 5 running at 40 %, 5
+succeeded with the pipeline's real result and overlay from an HC18 mask. locust
+(benchmarks/locustfile.py) runs headless in its own process on the same machine, ``StatusPoller``
+users at 10 polls/s each (users x 10 = the offered rate), each starting at a random point of its
+period, statistics reset once every user has started:
 
 - plain polls: every poll asks for the whole job;
 - conditional polls: the client sends the last ``ETag`` as ``If-None-Match`` (304 when unchanged);
@@ -265,7 +266,8 @@ def poll_table(rate: float = 200, seconds: float = 30, scan_users: int = 4) -> l
                 stop_worker(worker)
     print(
         f"\nStatus polls (GET /api/v1/jobs/<id>): gunicorn deploy/gunicorn.conf.py "
-        f"({settings.WEB_WORKERS} processes x {settings.WEB_THREADS} threads, production), "
+        f"({settings.WEB_WORKERS} {'sync' if settings.WEB_THREADS == 1 else 'gthread'} "
+        f"processes x {settings.WEB_THREADS} threads, production), "
         f"Postgres, personal token; locust {users} users x {POLLS_PER_USER}/s for "
         f"{seconds:.0f} s on the same {os.cpu_count()}-CPU machine; server CPU = gunicorn's "
         f"processes' CPU time per request it logged\n"

@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 
 from core.config import PROJECT_ROOT, Settings, load_settings
-from core.database import db, migrate
+from core.database import AUTOCOMMIT_BIND, close_autocommit_connection, db, migrate
 from core.publishing import celery_init_app
 from core.settings_access import SETTINGS_KEY
 
@@ -21,12 +21,12 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
 
 def _engine_options(settings: Settings) -> dict[str, Any]:
-    """Postgres: test pooled connections before use (they die with a database restart) and
-    give up connecting after a timeout, so an unreachable host answers 503 instead of hanging."""
+    """Postgres: give up connecting after a timeout, so an unreachable host answers 503 instead
+    of hanging. (Pooled connections a database restart closed are replaced at checkout, without
+    a round trip: core/database.py.)"""
     if settings.is_sqlite:
         return {}
     return {
-        "pool_pre_ping": True,
         "connect_args": {"connect_timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS},
         # A batching gpu worker runs GPU_BATCH_MAX jobs on threads, each holding a connection
         # while it runs: beyond SQLAlchemy's 5 + 10 the last would wait and time out.
@@ -44,12 +44,22 @@ def create_core_app(overrides: dict[str, Any] | None = None, name: str = "core")
         SECRET_KEY=settings.SECRET_KEY,
         SQLALCHEMY_DATABASE_URI=settings.DATABASE_URL,
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
+        SQLALCHEMY_BINDS={
+            AUTOCOMMIT_BIND: {
+                "url": settings.DATABASE_URL,
+                "isolation_level": "AUTOCOMMIT",
+                **_engine_options(settings),
+            }
+        },
         TESTING=settings.SCANQUEUE_ENV == "testing",
     )
     if settings.is_sqlite and (database := make_url(settings.DATABASE_URL).database):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     settings.MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
     db.init_app(app)
+    # A request gives its connection back when it ends, even where tests reuse one app context.
+    app.teardown_request(close_autocommit_connection)
+    app.teardown_appcontext(close_autocommit_connection)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     celery_init_app(app, settings)
     logging.basicConfig(

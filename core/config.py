@@ -77,10 +77,11 @@ class Settings(BaseSettings):
     DATABASE_RETRY_AFTER_SECONDS: int = Field(default=5, gt=0)
     DATABASE_CONNECT_TIMEOUT_SECONDS: int = Field(default=5, gt=0)
 
-    # The web server (deploy/gunicorn.conf.py): processes, threads per process, and how long a
-    # process may stay unresponsive before gunicorn replaces it.
-    WEB_WORKERS: int = Field(default=2, gt=0)
-    WEB_THREADS: int = Field(default=8, gt=0)
+    # The web server (deploy/gunicorn.conf.py): processes, threads per process (1: sync
+    # processes, behind nginx), and how long a process may stay unresponsive before gunicorn
+    # replaces it.
+    WEB_WORKERS: int = Field(default=4, gt=0)
+    WEB_THREADS: int = Field(default=1, gt=0)
     WEB_TIMEOUT_SECONDS: int = Field(default=60, gt=0)
     # How many reverse proxies (nginx in compose) stand in front of the app: their
     # X-Forwarded-For/-Proto are trusted so rate limits count the client, not the proxy.

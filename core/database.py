@@ -1,12 +1,17 @@
 """The database: Flask-SQLAlchemy's ``db`` and Flask-Migrate, created unbound; every process's
 app (``core.app.create_core_app``) attaches them."""
 
+import select
 import sqlite3
 
+import psycopg2.extensions
+from flask import g
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import Pool
 
 # Named constraints keep Alembic migrations identical on SQLite and Postgres.
 NAMING_CONVENTION = {
@@ -20,6 +25,33 @@ NAMING_CONVENTION = {
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 
+# A second engine on the same database whose connections are in autocommit
+# (core.app: SQLALCHEMY_BINDS). The status poll's statements stand alone; on it they cost no
+# BEGIN before them and no ROLLBACK (or isolation reset) when the connection goes back to the
+# pool, which were two of a poll's five round trips.
+AUTOCOMMIT_BIND = "autocommit"
+_AUTOCOMMIT_CONNECTION = "_scanqueue_autocommit_connection"
+
+
+def autocommit_connection() -> Connection:
+    """This app context's connection on which every statement commits by itself.
+
+    For reads, and for writes that are one statement; anything that must change several rows
+    together belongs on ``db.session``. Closed when the request (or app context) ends.
+    """
+    connection = g.get(_AUTOCOMMIT_CONNECTION)
+    if connection is None:
+        connection = db.engines[AUTOCOMMIT_BIND].connect()
+        setattr(g, _AUTOCOMMIT_CONNECTION, connection)
+    return connection
+
+
+def close_autocommit_connection(_error: BaseException | None = None) -> None:
+    """Return the autocommit connection to its pool (a request and app-context teardown)."""
+    connection = g.pop(_AUTOCOMMIT_CONNECTION, None)
+    if connection is not None:
+        connection.close()
+
 
 @event.listens_for(Engine, "connect")
 def _configure_sqlite(dbapi_connection: object, _record: object) -> None:
@@ -30,3 +62,33 @@ def _configure_sqlite(dbapi_connection: object, _record: object) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
+
+
+def closed_by_server(dbapi_connection: psycopg2.extensions.connection) -> bool:
+    """Whether an idle pooled Postgres connection was closed by its server, without a round trip.
+
+    An idle connection that is not listening for notifications is sent nothing, except when the
+    server ends it (a restart, ``pg_terminate_backend``): then the socket holds the server's
+    farewell and its end of file. So a socket with anything to read, or none at all, is dead.
+    """
+    if dbapi_connection.closed:
+        return True
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
+@event.listens_for(Pool, "checkout")
+def _drop_connection_closed_by_server(
+    dbapi_connection: object, _record: object, _proxy: object
+) -> None:
+    """Postgres: a pooled connection the server has closed is replaced before it is used.
+
+    This is SQLAlchemy's pre-ping without the ``SELECT 1`` round trip, which was a fifth of a
+    status poll's time: raising DisconnectionError makes the pool discard the connection and
+    check out a fresh one, so a restarted database costs no request an error.
+    """
+    if isinstance(dbapi_connection, psycopg2.extensions.connection) and closed_by_server(
+        dbapi_connection
+    ):
+        raise DisconnectionError("the server closed this pooled connection")

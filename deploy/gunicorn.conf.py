@@ -2,12 +2,18 @@
 
     gunicorn -c deploy/gunicorn.conf.py 'webapp:create_app()'
 
-The worker class is ``gthread``: every process serves WEB_THREADS requests at once. It runs behind
-nginx, which buffers each request body and response in full (deploy/nginx), so the requests that
-reach gunicorn arrive whole and leave at loopback speed: a slow client costs an nginx connection,
-never a gunicorn thread. The views wait on Postgres, Redis and the disk, so threads overlap them
-cheaply; an async class (gevent) would need psycopg2 and redis patched for little gain. Even
-without nginx, one trickling client now holds one thread of many, not the only sync worker.
+The worker class is ``sync``: every process serves one request at a time, and WEB_WORKERS
+processes serve them side by side (``gthread`` with WEB_THREADS threads each when WEB_THREADS > 1,
+gunicorn's own rule). It runs behind nginx, which buffers each request body and response in full
+(deploy/nginx; the Kubernetes ingress does the same), so the requests that reach gunicorn arrive
+whole and leave at loopback speed: a slow client costs an nginx connection, never a process.
+Measured with ``python -m benchmarks --polls`` (README "Status polls"): at 200 polls/s on 2 CPUs,
+4 sync processes answered with p99 60-90 ms where 2 gthread processes x 8 threads took 150-200 ms.
+The threads of one process share its interpreter lock, so a poll waited for the others' Python, and
+keep-alive connections stuck to whichever process accepted them first (one process got 1,427 of
+1,999 polls while three others shared the rest); a sync process takes the next connection only
+when it is free. Without nginx, raise WEB_THREADS: one trickling client then holds one thread of
+many, not a whole process.
 
 Counts and the timeout come from the typed settings (core/config.py: WEB_WORKERS, WEB_THREADS,
 WEB_TIMEOUT_SECONDS), so a bad value stops start-up with its name, like every other setting.
@@ -24,11 +30,12 @@ _settings = load_settings()
 
 # The container's port, reached only by nginx on the compose network (-b on the command line wins).
 bind = "0.0.0.0:8000"
-worker_class = "gthread"
+# WEB_THREADS > 1 makes gunicorn use gthread instead (its documented rule), stated here too.
+worker_class = "sync" if _settings.WEB_THREADS == 1 else "gthread"
 workers = _settings.WEB_WORKERS
 threads = _settings.WEB_THREADS
-# A process whose main loop stops answering the arbiter this long is replaced. With gthread the
-# loop runs apart from the request threads, so this catches a wedged process, not a long upload.
+# A process that answers nothing to the arbiter this long is replaced: a sync process in one
+# request that long; a gthread process whose main loop is wedged.
 timeout = _settings.WEB_TIMEOUT_SECONDS
 # On SIGTERM (docker stop) requests under way get this long to finish (compose gives the web
 # container stop_grace_period 40s, so Docker does not kill it first).
@@ -42,15 +49,18 @@ limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
 # Replace each process after a while, staggered, so slow growth (image decoding) cannot build up.
-max_requests = 2000
-max_requests_jitter = 200
+# At 200 polls/s over 4 processes 2,000 meant a replacement every 10 s; a replacement is a fork
+# of the warm arbiter (below), but its first request still opens a database connection.
+max_requests = 10000
+max_requests_jitter = 1000
 # The app is imported and built once, in the arbiter, and each process is forked from it: a
 # replacement starts in milliseconds. Without it every replacement imported the app anew (about
 # 5 s of one CPU here) while the other process served alone; at 200 status polls/s that was every
 # ~20 s per process, and the slowest polls of a run were those seconds. Nothing connects while
 # the app is built (database, Redis and broker connections open on first use, in the process
-# that uses them), so no connection is shared across the fork. A code change then needs a restart
-# (SIGHUP reloads the configuration, not the code).
+# that uses them); when_ready's warm-up closes the connections it opened before the first fork, so
+# no connection is shared across it. A code change then needs a restart (SIGHUP reloads the
+# configuration, not the code).
 preload_app = True
 # No runtime control socket (gunicornc): nothing here uses it, and processes of one user would all
 # share its default path (~/.gunicorn/gunicorn.ctl).
@@ -72,6 +82,17 @@ def on_starting(server: object) -> None:
     """Before the first fork: this node's own, empty metrics directory."""
     global _metrics_dir
     _metrics_dir = _metrics.start_fresh_directory("web-")
+
+
+def when_ready(server: object) -> None:
+    """The app is loaded, no process forked yet: warm it once for all of them."""
+    from flask import Flask
+
+    from webapp.warm_up import warm_up
+
+    app = server.app.wsgi()  # type: ignore[attr-defined]
+    if isinstance(app, Flask):
+        warm_up(app)
 
 
 def child_exit(server: object, worker: object) -> None:

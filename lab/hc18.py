@@ -105,9 +105,17 @@ def load_images(images: list[Hc18Image], height: int, width: int) -> np.ndarray:
 
 
 def load_training_arrays(
-    images: list[Hc18Image], height: int, width: int
+    images: list[Hc18Image], height: int, width: int, soft_targets: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images scaled to [0, 1] and masks as 0/1, both (N, H, W, 1) float32 at the input size."""
+    """Images scaled to [0, 1] and masks, both (N, H, W, 1) float32 at the input size.
+
+    Masks are 0/1 (bilinear, thresholded at half), or with ``soft_targets`` the share of each
+    input pixel the full-size mask covers (area resampling): the edge then says where within
+    its pixel the boundary lies, which a 0/1 target rounds to the grid.
+    """
     masks = [(load_mask(i.mask_path) * 255).astype(np.uint8) for i in images]
-    y = np.stack([resize(m, height, width, Image.Resampling.BILINEAR) >= 128 for m in masks])
+    if soft_targets:
+        y = np.stack([resize(m, height, width, Image.Resampling.BOX) / 255.0 for m in masks])
+    else:
+        y = np.stack([resize(m, height, width, Image.Resampling.BILINEAR) >= 128 for m in masks])
     return load_images(images, height, width), y[..., None].astype(np.float32)

@@ -62,11 +62,15 @@ def train_hc18_unet(args: argparse.Namespace) -> None:
     train, validation = split_by_subject(list_images(args.data))
     write_split(train, validation)
     height, width = args.input_height, args.input_width
-    x_train, y_train = load_training_arrays(train, height, width)
-    x_val, y_val = load_training_arrays(validation, height, width)
+    x_train, y_train = load_training_arrays(train, height, width, args.soft_targets)
     print(f"train {len(train)} images, validation {len(validation)}; input {height}x{width}")
 
     model = build_unet((height, width, 1), base_filters=args.base_filters, depth=args.depth)
+    if args.init_weights:
+        # The U-Net is fully convolutional: a model of the same filters and depth trained at
+        # another input size has the same weight shapes, and is a head start at this one.
+        model.set_weights(keras.models.load_model(args.init_weights, compile=False).get_weights())
+        print(f"initial weights from {args.init_weights}")
     steps = args.epochs * math.ceil(len(x_train) / args.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps, alpha=0.05)
     model.compile(
@@ -75,20 +79,28 @@ def train_hc18_unet(args: argparse.Namespace) -> None:
     print(f"parameters: {model.count_params()}")
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / f"{args.model_name}.keras"
+    batches = AugmentedBatches(x_train, y_train, args.batch_size, SEED, augment_pairs)
     started = time.perf_counter()
-    history = model.fit(
-        AugmentedBatches(x_train, y_train, args.batch_size, SEED, augment_pairs),
-        validation_data=(x_val, y_val),
-        epochs=args.epochs,
-        verbose=2,
-        callbacks=[
-            keras.callbacks.ModelCheckpoint(
-                weights, monitor="val_dice_coefficient", mode="max", save_best_only=True
-            )
-        ],
-    )
+    if args.keep == "last":
+        # Nothing is chosen on the validation split: it stays unseen until the evaluation.
+        history = model.fit(batches, epochs=args.epochs, verbose=2)
+        model.save(weights)
+        best = args.epochs - 1
+    else:
+        x_val, y_val = load_training_arrays(validation, height, width, args.soft_targets)
+        history = model.fit(
+            batches,
+            validation_data=(x_val, y_val),
+            epochs=args.epochs,
+            verbose=2,
+            callbacks=[
+                keras.callbacks.ModelCheckpoint(
+                    weights, monitor="val_dice_coefficient", mode="max", save_best_only=True
+                )
+            ],
+        )
+        best = int(np.argmax(history.history["val_dice_coefficient"]))
     seconds = time.perf_counter() - started
-    best = int(np.argmax(history.history["val_dice_coefficient"]))
     write_training_log(
         args.out,
         history.history,
@@ -96,6 +108,9 @@ def train_hc18_unet(args: argparse.Namespace) -> None:
         command=args.command_line,
         epochs=args.epochs,
         best_epoch=best + 1,
+        kept=args.keep,
+        soft_targets=args.soft_targets,
+        init_weights=str(args.init_weights) if args.init_weights else None,
         input_height=height,
         input_width=width,
         base_filters=args.base_filters,
@@ -122,6 +137,19 @@ def main() -> None:
     parser.add_argument("--input-width", type=int, default=256)
     parser.add_argument("--base-filters", type=int, default=12)
     parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument(
+        "--init-weights", type=Path, help="start from this .keras model's weights (same filters)"
+    )
+    parser.add_argument(
+        "--soft-targets", action="store_true", help="area-resampled masks instead of 0/1"
+    )
+    parser.add_argument(
+        "--keep",
+        choices=("best", "last"),
+        default="best",
+        help="best validation Dice per epoch (uses the validation split to choose), or the "
+        "last epoch (validation unseen)",
+    )
     args = parser.parse_args()
     args.command_line = command_line("lab.train")
     TRAINERS[args.model_name](args)

@@ -11,8 +11,9 @@ from sqlalchemy.engine import Engine
 
 
 @contextmanager
-def statements_sent(engine: Engine) -> Iterator[list[str]]:
-    """The statements sent through ``engine`` inside the block (the list fills as they run)."""
+def statements_sent(engine: Engine | type[Engine] = Engine) -> Iterator[list[str]]:
+    """The statements sent through ``engine`` (by default every engine: the app has one for
+    transactions and one in autocommit) inside the block (the list fills as they run)."""
     sent: list[str] = []
 
     def record(*args: Any) -> None:

@@ -437,6 +437,16 @@ def test_gunicorn_config_names_only_real_settings(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.usefixtures("repo_on_path")
+def test_gunicorn_runs_sync_processes_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind nginx, one request per process: a free process takes the next connection."""
+    monkeypatch.delenv("WEB_WORKERS", raising=False)
+    monkeypatch.delenv("WEB_THREADS", raising=False)
+    namespace = runpy.run_path(str(REPO_ROOT / GUNICORN_CONFIG))
+    assert (namespace["worker_class"], namespace["threads"]) == ("sync", 1)
+    assert namespace["workers"] > 1
+
+
+@pytest.mark.usefixtures("repo_on_path")
 def test_nginx_body_limit_is_the_apps(compose: dict[str, Any]) -> None:
     from core.config import Settings
     from webapp import FORM_OVERHEAD_BYTES

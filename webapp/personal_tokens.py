@@ -9,7 +9,7 @@ from datetime import UTC, timedelta
 
 import sqlalchemy as sa
 
-from core.database import db
+from core.database import autocommit_connection, db
 from core.records import ApiToken, User, utcnow
 
 PREFIX = "sq_"
@@ -84,8 +84,9 @@ def user_for_token(secret: str) -> TokenOwner | None:
 
     One Core query reads the token with its owner (revoked tokens, inactive and unconfirmed
     owners excluded in SQL); the use is written at most once a LAST_USED_RESOLUTION per token.
+    Both stand alone, so they run on the autocommit connection: no transaction around them.
     """
-    connection = db.session.connection()
+    connection = autocommit_connection()
     found = connection.execute(_ACTIVE_TOKEN, {"digest": _digest(secret)}).one_or_none()
     if found is None:
         return None
@@ -95,7 +96,6 @@ def user_for_token(secret: str) -> TokenOwner | None:
         LAST_USED_RESOLUTION
     ):
         connection.execute(_RECORD_USE, {"token_id": found.id, "now": now})
-        db.session.commit()
     return TokenOwner(id=found.owner_id, is_confirmed=True)
 
 

@@ -1,8 +1,10 @@
 """One job read for a status poll with SQLAlchemy Core: rows, no ORM objects.
 
 A poll is the most frequent request, and the ORM's per-statement bookkeeping (identity map,
-instrumented attributes, loader machinery) cost it more CPU than its queries. The rows carry the
-same attribute names as the ORM objects, so ``job_json`` and ``job_etag`` read either.
+instrumented attributes, loader machinery) cost it more CPU than its queries. Each statement
+stands alone, so they run on the autocommit connection (``core.database.autocommit_connection``).
+The rows carry the same attribute names as the ORM objects, so ``job_json`` and ``job_etag`` read
+either.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.database import db
+from core.database import autocommit_connection
 from core.records import Artifact, Job, JobInput, Subject, subject_label
 from webapp.api.job_etags import has_steps
 
@@ -84,7 +86,7 @@ class PolledJob:
 def read_owned_job(job_id: uuid.UUID, owner_id: int) -> PolledJob | None:
     """The job with its subject, the owner check in SQL (one query), and its steps for a type
     that fans out (a second); None when the caller owns no such job."""
-    connection = db.session.connection()
+    connection = autocommit_connection()
     key = {"job_id": job_id}
     row = connection.execute(_JOB_WITH_SUBJECT, {**key, "owner_id": owner_id}).one_or_none()
     if row is None:
@@ -100,7 +102,7 @@ def read_owned_job(job_id: uuid.UUID, owner_id: int) -> PolledJob | None:
 
 def read_files(job_id: uuid.UUID) -> tuple[list[Any], list[Any]]:
     """The job's inputs (by position) and artifacts (by name), read in one query."""
-    rows = db.session.connection().execute(_FILE_ROWS, {"job_id": job_id}).all()
+    rows = autocommit_connection().execute(_FILE_ROWS, {"job_id": job_id}).all()
     return [row for row in rows if row.kind == "input"], [
         row for row in rows if row.kind == "artifact"
     ]

@@ -166,16 +166,16 @@ def test_statements_per_poll(client: FlaskClient, headers: dict[str, str]) -> No
     steps."""
     job_id = submit_job(client, headers).get_json()["id"]
     poll(client, job_id, headers)  # warm: the connection and its first-use queries
-    with statements_sent(db.engine) as full:
+    with statements_sent() as full:
         etag = poll(client, job_id, headers).headers["ETag"]
-    with statements_sent(db.engine) as unchanged:
+    with statements_sent() as unchanged:
         assert poll(client, job_id, headers, etag).status_code == 304
     assert (len(full), len(unchanged)) == (3, 2), (full, unchanged)
 
     parent_id = _sequence_job(_owner_id(client, headers), steps=3).id
-    with statements_sent(db.engine) as full:
+    with statements_sent() as full:
         etag = poll(client, parent_id, headers).headers["ETag"]
-    with statements_sent(db.engine) as unchanged:
+    with statements_sent() as unchanged:
         assert poll(client, parent_id, headers, etag).status_code == 304
     assert (len(full), len(unchanged)) == (4, 3), (full, unchanged)
 
@@ -189,13 +189,13 @@ def test_a_personal_token_costs_one_statement_and_a_write_a_minute(
     headers = {"Authorization": f"Bearer {secret}"}
     job_id = submit_job(client, headers).get_json()["id"]  # first use: recorded
     etag = poll(client, job_id, headers).headers["ETag"]
-    with statements_sent(db.engine) as sent:
+    with statements_sent() as sent:
         assert poll(client, job_id, headers, etag).status_code == 304
     assert len(sent) == 2, sent
 
     db.session.get(ApiToken, row_id).last_used_at = utcnow() - timedelta(minutes=2)
     db.session.commit()
-    with statements_sent(db.engine) as sent:
+    with statements_sent() as sent:
         assert poll(client, job_id, headers, etag).status_code == 304
     assert any(statement.startswith("UPDATE api_tokens") for statement in sent), sent
     db.session.remove()
@@ -210,7 +210,7 @@ def test_a_page_of_jobs_costs_as_many_statements_as_one_job(
 
     def listing() -> list[str]:
         db.session.remove()
-        with statements_sent(db.engine) as sent:
+        with statements_sent() as sent:
             assert client.get("/api/v1/jobs", headers=headers).status_code == 200
         return sent
 
