@@ -13,7 +13,14 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 
 from core.config import PROJECT_ROOT, Settings, load_settings
-from core.database import AUTOCOMMIT_BIND, close_autocommit_connection, db, migrate
+from core.database import (
+    AUTOCOMMIT_BIND,
+    close_autocommit_connection,
+    db,
+    drop_connections_closed_by_server,
+    migrate,
+    uses_psycopg2,
+)
 from core.publishing import celery_init_app
 from core.settings_access import SETTINGS_KEY
 
@@ -21,17 +28,38 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
 
 def _engine_options(settings: Settings) -> dict[str, Any]:
-    """Postgres: give up connecting after a timeout, so an unreachable host answers 503 instead
-    of hanging. (Pooled connections a database restart closed are replaced at checkout, without
-    a round trip: core/database.py.)"""
+    """Postgres: test pooled connections before use (they die with a database restart) and
+    give up connecting after a timeout, so an unreachable host answers 503 instead of hanging."""
     if settings.is_sqlite:
         return {}
     return {
+        "pool_pre_ping": True,
         "connect_args": {"connect_timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS},
         # A batching gpu worker runs GPU_BATCH_MAX jobs on threads, each holding a connection
         # while it runs: beyond SQLAlchemy's 5 + 10 the last would wait and time out.
         "max_overflow": max(10, settings.GPU_BATCH_MAX + 5),
     }
+
+
+def _autocommit_engine_options(settings: Settings) -> dict[str, Any]:
+    """The poll's engine (core.database.AUTOCOMMIT_BIND): autocommit, and with psycopg2 a check
+    at checkout without a round trip instead of the pre-ping's ``SELECT 1``.
+
+    The check sees a connection whose server closed it (a restart). TCP keepalives turn one that
+    died silently (a crashed host, a dropped NAT entry) into a socket error within about a
+    minute of idleness, which the check then sees too. Other drivers keep the pre-ping.
+    """
+    options = {**_engine_options(settings), "isolation_level": "AUTOCOMMIT"}
+    if uses_psycopg2(settings.DATABASE_URL):
+        options["pool_pre_ping"] = False
+        options["connect_args"] = {
+            **options["connect_args"],
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
+    return options
 
 
 def create_core_app(overrides: dict[str, Any] | None = None, name: str = "core") -> Flask:
@@ -45,11 +73,7 @@ def create_core_app(overrides: dict[str, Any] | None = None, name: str = "core")
         SQLALCHEMY_DATABASE_URI=settings.DATABASE_URL,
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
         SQLALCHEMY_BINDS={
-            AUTOCOMMIT_BIND: {
-                "url": settings.DATABASE_URL,
-                "isolation_level": "AUTOCOMMIT",
-                **_engine_options(settings),
-            }
+            AUTOCOMMIT_BIND: {"url": settings.DATABASE_URL, **_autocommit_engine_options(settings)}
         },
         TESTING=settings.SCANQUEUE_ENV == "testing",
     )
@@ -57,6 +81,9 @@ def create_core_app(overrides: dict[str, Any] | None = None, name: str = "core")
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     settings.MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
     db.init_app(app)
+    if uses_psycopg2(settings.DATABASE_URL):
+        with app.app_context():
+            drop_connections_closed_by_server(db.engines[AUTOCOMMIT_BIND])
     # A request gives its connection back when it ends, even where tests reuse one app context.
     app.teardown_request(close_autocommit_connection)
     app.teardown_appcontext(close_autocommit_connection)

@@ -79,10 +79,10 @@ class Settings(BaseSettings):
 
     # The web server (deploy/gunicorn.conf.py): processes, threads per process (1: sync
     # processes, behind nginx), and how long a process may stay unresponsive before gunicorn
-    # replaces it.
+    # replaces it (for sync processes: the longest a request may take; as nginx's read timeout).
     WEB_WORKERS: int = Field(default=4, gt=0)
     WEB_THREADS: int = Field(default=1, gt=0)
-    WEB_TIMEOUT_SECONDS: int = Field(default=60, gt=0)
+    WEB_TIMEOUT_SECONDS: int = Field(default=120, gt=0)
     # How many reverse proxies (nginx in compose) stand in front of the app: their
     # X-Forwarded-For/-Proto are trusted so rate limits count the client, not the proxy.
     TRUSTED_PROXIES: int = Field(default=0, ge=0)

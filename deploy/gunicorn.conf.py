@@ -34,14 +34,16 @@ bind = "0.0.0.0:8000"
 worker_class = "sync" if _settings.WEB_THREADS == 1 else "gthread"
 workers = _settings.WEB_WORKERS
 threads = _settings.WEB_THREADS
-# A process that answers nothing to the arbiter this long is replaced: a sync process in one
-# request that long; a gthread process whose main loop is wedged.
+# A process that answers nothing to the arbiter this long is replaced: for a sync process this
+# is the longest a request may take, so it is not shorter than nginx's proxy_read_timeout (a test
+# keeps them so); for gthread, a process whose main loop is wedged.
 timeout = _settings.WEB_TIMEOUT_SECONDS
 # On SIGTERM (docker stop) requests under way get this long to finish (compose gives the web
 # container stop_grace_period 40s, so Docker does not kill it first).
 graceful_timeout = 30
-# Idle keep-alive connections are closed after this: longer than nginx keeps its idle upstream
-# connections (keepalive_timeout 4s), so nginx always closes first and never reuses a dead one.
+# gthread only (sync processes close each connection after its answer): idle keep-alive
+# connections are closed after this, longer than nginx keeps its idle upstream connections
+# (keepalive_timeout 4s), so nginx always closes first and never reuses a dead one.
 keepalive = 5
 # Request-line and header limits (gunicorn answers 400 beyond them): as large as nginx's header
 # buffers (large_client_header_buffers 4 8k), so what nginx lets through gunicorn accepts.

@@ -437,6 +437,17 @@ def test_gunicorn_config_names_only_real_settings(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.usefixtures("repo_on_path")
+def test_a_sync_process_may_take_as_long_as_nginx_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync process's timeout is a limit per request: not shorter than nginx's read timeout,
+    or gunicorn kills a request nginx would still wait for."""
+    monkeypatch.delenv("WEB_TIMEOUT_SECONDS", raising=False)
+    namespace = runpy.run_path(str(REPO_ROOT / GUNICORN_CONFIG))
+    template = (REPO_ROOT / "deploy" / "nginx" / "templates" / "default.conf.template").read_text()
+    longest = max(int(t) for t in re.findall(r"proxy_read_timeout\s+(\d+)s;", template))
+    assert namespace["timeout"] >= longest
+
+
+@pytest.mark.usefixtures("repo_on_path")
 def test_gunicorn_runs_sync_processes_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     """Behind nginx, one request per process: a free process takes the next connection."""
     monkeypatch.delenv("WEB_WORKERS", raising=False)

@@ -34,11 +34,15 @@ def warm_up(app: Flask) -> None:
             read_files(uuid.uuid4())
     except SQLAlchemyError as exc:  # the database may come up after the web; start anyway
         log.warning("warm-up without the database: %s", exc)
+    except Exception:  # the warm-up is an optimisation: it must never stop the web starting
+        log.exception("warm-up failed; the processes will warm up on their first requests")
     finally:
         with app.app_context():
             # No connection may be shared across the fork.
             for engine in db.engines.values():
                 engine.dispose()
     # Objects that live as long as the process (modules, the app) are left out of every
-    # collection from now on; Python's documentation recommends this right before fork().
+    # collection from now on; Python's documentation recommends this right before fork(). The
+    # garbage of the build goes first, or it would be frozen with them.
+    gc.collect()
     gc.freeze()

@@ -73,7 +73,8 @@ def register(flask_app: Flask) -> None:
         pin_gpu()
         with flask_app.app_context():
             # Connections inherited through the fork belong to the parent; open our own.
-            db.engine.dispose(close=False)
+            for engine in db.engines.values():
+                engine.dispose(close=False)
         delay = flask_app.extensions[SETTINGS_KEY].WORKER_STARTUP_DELAY_SECONDS
         if delay:
             time.sleep(delay)  # tests: a start-up slower than Celery's default allowance

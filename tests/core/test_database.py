@@ -42,12 +42,13 @@ def test_each_request_gives_its_autocommit_connection_back(app: Flask) -> None:
 
 
 def _terminate_other_backends() -> int:
-    """Close every other server process on this database, as a database restart does."""
+    """Close every other server process on this database, as a database restart does, and wait
+    (up to 5 s each) until they are gone: pg_terminate_backend alone only signals them."""
     with db.engine.connect() as connection:
         return len(
             connection.execute(
                 sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
             ).all()
@@ -68,3 +69,10 @@ def test_a_poll_after_the_server_closed_the_pooled_connections_succeeds(
     for _ in range(3):  # the pooled connections are dead; each poll must still get its job
         response = client.get(f"/api/v1/jobs/{job_id}", headers=headers)
         assert response.status_code == 200, response.get_json()
+
+
+@pytest.mark.parametrize("backend_app", ["postgres"], indirect=True)
+def test_only_the_polls_engine_trades_the_pre_ping_for_the_check(app: Flask) -> None:
+    """Every other request, the workers and beat keep SQLAlchemy's pre-ping."""
+    assert db.engine.pool._pre_ping  # type: ignore[attr-defined]
+    assert not db.engines[AUTOCOMMIT_BIND].pool._pre_ping  # type: ignore[attr-defined]
