@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -72,6 +73,8 @@ class PollRow:
     p99_ms: float
     failures: int
     cpu_ms_per_request: float
+    server_p50_ms: float = float("nan")
+    server_p99_ms: float = float("nan")
 
 
 def bench_env(scratch: Path, database_url: str) -> dict[str, str]:
@@ -170,6 +173,24 @@ def requests_logged(log: Path) -> int:
         return sum(1 for line in handle if b' HTTP/1.1" ' in line)
 
 
+# A poll's access-log line (deploy/gunicorn.conf.py's format): its request line, and last the
+# microseconds gunicorn took from reading the request to writing the answer.
+_POLL_LINE = re.compile(rb'"GET /api/v1/jobs/[0-9a-f-]{36} HTTP/1\.1" .* (\d+)$')
+
+
+def server_poll_ms(log: Path, skip: int) -> list[float]:
+    """gunicorn's own time for each poll logged after the first ``skip`` requests, in ms."""
+    times, seen = [], 0
+    with log.open("rb") as handle:
+        for line in handle:
+            if b' HTTP/1.1" ' not in line:
+                continue
+            seen += 1
+            if seen > skip and (match := _POLL_LINE.search(line.rstrip())):
+                times.append(int(match.group(1)) / 1000)
+    return times
+
+
 def run_locust(
     base: str, env: dict[str, str], users: int, seconds: float, out: Path, scan_users: int = 0
 ) -> Path:
@@ -225,10 +246,17 @@ def measure(
 ) -> PollRow:
     """One locust run; its poll row with the server's CPU per request."""
     cpu, logged = server_cpu_seconds(target.arbiter), requests_logged(target.log)
+    logged_before = logged
     stats = run_locust(target.base, env, target.users, target.seconds, out, scan_users)
     cpu, logged = server_cpu_seconds(target.arbiter) - cpu, requests_logged(target.log) - logged
     row = poll_row(scenario, target.offered, stats)
-    return replace(row, cpu_ms_per_request=1000 * cpu / max(1, logged))
+    served = sorted(server_poll_ms(target.log, logged_before)) or [float("nan")]
+    return replace(
+        row,
+        cpu_ms_per_request=1000 * cpu / max(1, logged),
+        server_p50_ms=served[len(served) // 2],
+        server_p99_ms=served[min(len(served) - 1, int(len(served) * 0.99))],
+    )
 
 
 def poll_table(rate: float = 200, seconds: float = 30, scan_users: int = 4) -> list[PollRow]:
@@ -270,16 +298,17 @@ def poll_table(rate: float = 200, seconds: float = 30, scan_users: int = 4) -> l
         f"processes x {settings.WEB_THREADS} threads, production), "
         f"Postgres, personal token; locust {users} users x {POLLS_PER_USER}/s for "
         f"{seconds:.0f} s on the same {os.cpu_count()}-CPU machine; server CPU = gunicorn's "
-        f"processes' CPU time per request it logged\n"
+        f"processes' CPU time per request it logged; server p50/p99 = gunicorn's own time per "
+        f"poll (its access log's %(D)s: request read to answer written)\n"
     )
     print(
         "| scenario | offered rps | achieved rps | p50 ms | p95 ms | p99 ms | failures "
-        "| server CPU ms/request |\n|---|---|---|---|---|---|---|---|"
+        "| server CPU ms/request | server p50 / p99 ms |\n|---|---|---|---|---|---|---|---|---|"
     )
     for row in rows:
         print(
             f"| {row.scenario} | {row.offered_rps:.0f} | {row.achieved_rps:.1f} | "
             f"{row.p50_ms:.0f} | {row.p95_ms:.0f} | {row.p99_ms:.0f} | {row.failures} | "
-            f"{row.cpu_ms_per_request:.1f} |"
+            f"{row.cpu_ms_per_request:.1f} | {row.server_p50_ms:.1f} / {row.server_p99_ms:.1f} |"
         )
     return rows

@@ -67,8 +67,11 @@ preload_app = True
 # No runtime control socket (gunicornc): nothing here uses it, and processes of one user would all
 # share its default path (~/.gunicorn/gunicorn.ctl).
 control_socket_disable = True
-# Access log to stdout, for `docker compose logs`; the app logs to stderr.
+# Access log to stdout, for `docker compose logs`; the app logs to stderr. gunicorn's default
+# line plus, last, the microseconds from reading the request to writing the answer: the server's
+# own share of a request's time (python -m benchmarks --polls reports it).
 accesslog = "-"
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s'
 # The heartbeat file the arbiter watches, in memory: a slow disk must not make a process look dead.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 

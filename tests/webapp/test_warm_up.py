@@ -24,7 +24,8 @@ def unfreeze() -> Iterator[None]:
 
 
 def _server_processes(app: Flask) -> int:
-    """Connections open on the app's database, counted from a connection of its own."""
+    """Connections open on the app's database but this one (checked out and given back to its
+    pool, which the warm-up disposes)."""
     with db.engine.connect() as connection:
         return int(
             connection.scalar(
@@ -43,11 +44,13 @@ def test_warm_up_compiles_the_poll_and_leaves_no_connection_open(app: Flask) -> 
     for engine in db.engines.values():
         engine.dispose()
         engine._compiled_cache.clear()  # type: ignore[attr-defined]
+    # Other apps of the test session may keep pooled connections to the same database.
+    before = _server_processes(app)
     warm_up(app)
     compiled = sum(len(engine._compiled_cache) for engine in db.engines.values())  # type: ignore[attr-defined]
     assert compiled >= 3  # the token, the job with its subject, its files
     # Nothing may be shared across the fork: no connection the warm-up opened is still open.
-    assert _server_processes(app) == 0
+    assert _server_processes(app) == before
     assert gc.get_freeze_count() > 0
 
 
