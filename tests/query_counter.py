@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 
@@ -25,3 +25,17 @@ def statements_sent(engine: Engine | type[Engine] = Engine) -> Iterator[list[str
         yield sent
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def on_other_backends(engine: Engine, expression: str) -> list[Any]:
+    """``expression`` evaluated for every other server process on the engine's Postgres
+    database (pg_stat_activity), from a connection of its own."""
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                text(
+                    f"SELECT {expression} FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalars()
+        )

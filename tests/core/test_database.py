@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from core.database import AUTOCOMMIT_BIND, autocommit_connection, db
 from core.records import ApiToken, utcnow
 from tests.builders import make_user, submit_job
+from tests.query_counter import on_other_backends
 from webapp.personal_tokens import create_token
 
 
@@ -44,15 +45,7 @@ def test_each_request_gives_its_autocommit_connection_back(app: Flask) -> None:
 def _terminate_other_backends() -> int:
     """Close every other server process on this database, as a database restart does, and wait
     (up to 5 s each) until they are gone: pg_terminate_backend alone only signals them."""
-    with db.engine.connect() as connection:
-        return len(
-            connection.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            ).all()
-        )
+    return len(on_other_backends(db.engine, "pg_terminate_backend(pid, 5000)"))
 
 
 @pytest.mark.parametrize("backend_app", ["postgres"], indirect=True)  # SQLite has no server

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 
 from core.database import db
 from tests.conftest import free_port
+from tests.query_counter import on_other_backends
 from webapp import create_app
 from webapp.warm_up import warm_up
 
@@ -23,20 +23,6 @@ def unfreeze() -> Iterator[None]:
     gc.unfreeze()
 
 
-def _server_processes(app: Flask) -> int:
-    """Connections open on the app's database but this one (checked out and given back to its
-    pool, which the warm-up disposes)."""
-    with db.engine.connect() as connection:
-        return int(
-            connection.scalar(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-        )
-
-
 @pytest.mark.usefixtures("unfreeze")
 @pytest.mark.parametrize("backend_app", ["postgres"], indirect=True)
 def test_warm_up_compiles_the_poll_and_leaves_no_connection_open(app: Flask) -> None:
@@ -45,12 +31,12 @@ def test_warm_up_compiles_the_poll_and_leaves_no_connection_open(app: Flask) -> 
         engine.dispose()
         engine._compiled_cache.clear()  # type: ignore[attr-defined]
     # Other apps of the test session may keep pooled connections to the same database.
-    before = _server_processes(app)
+    before = len(on_other_backends(db.engine, "pid"))
     warm_up(app)
     compiled = sum(len(engine._compiled_cache) for engine in db.engines.values())  # type: ignore[attr-defined]
     assert compiled >= 3  # the token, the job with its subject, its files
     # Nothing may be shared across the fork: no connection the warm-up opened is still open.
-    assert _server_processes(app) == before
+    assert len(on_other_backends(db.engine, "pid")) == before
     assert gc.get_freeze_count() > 0
 
 
