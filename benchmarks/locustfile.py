@@ -25,7 +25,7 @@ import random
 import time
 from pathlib import Path
 
-from locust import FastHttpUser, HttpUser, between, constant_throughput, task
+from locust import FastHttpUser, HttpUser, between, task
 
 MASK = (
     Path(__file__).resolve().parent.parent
@@ -52,27 +52,35 @@ def _env_flag(name: str) -> bool:
 
 
 POLL_RATE = float(os.environ.get("SCANQUEUE_POLL_RATE", "10"))
+POLL_PERIOD = 1 / POLL_RATE
 
 
 class StatusPoller(FastHttpUser):
     """Polls a fixed set of jobs at a constant rate: the polls-per-second measurement."""
 
-    wait_time = constant_throughput(POLL_RATE)
-
     def on_start(self) -> None:
         """Read the jobs to poll, remember no ETag yet, and start at a random point of the
         polling period.
 
-        Independent clients poll out of step. Without the random start, users spawned at
-        locust's rate keep the phase they were spawned with (at 20 users/s, half of them every
-        50 ms), so the offered load arrived as bursts of 10 simultaneous polls, which no
-        population of separate clients sends.
+        Independent clients poll out of step, each on its own clock. locust's
+        ``constant_throughput`` cannot give that: it paces each user from the moment the user
+        was created, so a random first sleep is undone by the second poll, and users created in
+        one spawn batch poll together for the whole run (seen with a request listener: 20 users
+        at 2 polls/s sent all 20 polls within 5 ms, every 500 ms). Here each user keeps its own
+        schedule instead: a random first poll time, then one period after the previous one.
         """
         self.jobs = [job for job in os.environ["SCANQUEUE_POLL_JOBS"].split(",") if job]
         self.conditional = _env_flag("SCANQUEUE_CONDITIONAL")
         self.etags: dict[str, str] = {}
         self.headers = _token_header()
-        time.sleep(random.uniform(0, 1 / POLL_RATE))  # gevent's sleep under locust
+        self.next_poll_at = time.perf_counter() + random.uniform(0, POLL_PERIOD)
+        time.sleep(self.next_poll_at - time.perf_counter())  # gevent's sleep under locust
+
+    def wait_time(self) -> float:
+        """Seconds until this user's next poll: one period after its previous one (none when
+        it has fallen behind, as ``constant_throughput`` does)."""
+        self.next_poll_at += POLL_PERIOD
+        return max(0.0, self.next_poll_at - time.perf_counter())
 
     @task
     def poll(self) -> None:

@@ -6,24 +6,39 @@ The app as production builds it (``SCANQUEUE_ENV=production``, throwaway secrets
 Postgres database seeded like ``benchmarks.polls`` (a personal token, 20 perimeter jobs), driven
 by Flask's test client in this one process, so no server or network is in the numbers. Prints
 the statements each poll runs (counted with SQLAlchemy's ``before_cursor_execute`` event), the
-body size, the mean time per poll, and cProfile's functions by cumulative time.
+body size, the mean time per poll, the time of the process's first upload and of the next ones
+(their jobs are enqueued in the benchmark's Redis database and never run), and cProfile's
+functions by cumulative time.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import io
 import itertools
+import json
 import pstats
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.polls import bench_env, seed
+from benchmarks.polls import MASK, MASK_SPACING_MM, bench_env, seed
 from core.database import db
 from tests.conftest import fresh_postgres_database
 from tests.query_counter import statements_sent
 from webapp import create_app
+from webapp.warm_up import warm_up
+
+# Uploads timed after the polls: the first is cold (the arbiter's warm-up covers the poll only).
+UPLOADS = 6
+
+
+def upload_form() -> dict[str, object]:
+    """The form of one perimeter job on the HC18 mask, as the locust file's clients send it."""
+    params = json.dumps({"pixel_spacing_mm": MASK_SPACING_MM})
+    files = (io.BytesIO(MASK.read_bytes()), MASK.name, "image/png")
+    return {"type": "perimeter", "params": params, "files": files}
 
 
 def main() -> None:
@@ -40,7 +55,8 @@ def main() -> None:
         app = create_app({key: env[key] for key in (*keys, "MEDIA_ROOT")})
         client = app.test_client()
         headers = {"Authorization": f"Bearer {token}"}
-        for job in jobs:  # warm up: connections, caches, compiled statements
+        warm_up(app)  # as gunicorn's arbiter does before it forks
+        for job in jobs:  # and this process's first polls: its connections
             client.get(f"/api/v1/jobs/{job}", headers=headers)
         etag = client.get(f"/api/v1/jobs/{jobs[0]}", headers=headers).headers.get("ETag", "")
         polls = {
@@ -61,6 +77,15 @@ def main() -> None:
                 client.get(f"/api/v1/jobs/{jobs[0]}", headers={**headers, **extra})
             each_ms = 1000 * (time.perf_counter() - started) / args.polls
             print(f"\n{args.polls} {name} polls of a queued job: {each_ms:.2f} ms each")
+        upload_ms = []
+        for _ in range(UPLOADS):
+            started = time.perf_counter()
+            response = client.post("/api/v1/jobs", headers=headers, data=upload_form())
+            upload_ms.append(1000 * (time.perf_counter() - started))
+            assert response.status_code == 202, response.data
+        first, later = upload_ms[0], sorted(upload_ms[1:])
+        print(f"\nuploads (POST /api/v1/jobs, a perimeter job, enqueued): the first {first:.1f} "
+              f"ms, the next {len(later)} median {later[len(later) // 2]:.1f} ms")  # fmt: skip
         profile = cProfile.Profile()
         started = time.perf_counter()
         profile.enable()
