@@ -77,9 +77,10 @@ class StatusPoller(FastHttpUser):
         time.sleep(self.next_poll_at - time.perf_counter())  # gevent's sleep under locust
 
     def wait_time(self) -> float:
-        """Seconds until this user's next poll: one period after its previous one (none when
-        it has fallen behind, as ``constant_throughput`` does)."""
-        self.next_poll_at += POLL_PERIOD
+        """Seconds until this user's next poll: one period after its previous one; when a slow
+        answer has made it late, at once, and its schedule goes on from then (no catching up with
+        a burst of the polls it missed, as ``constant_throughput``)."""
+        self.next_poll_at = max(self.next_poll_at + POLL_PERIOD, time.perf_counter())
         return max(0.0, self.next_poll_at - time.perf_counter())
 
     @task

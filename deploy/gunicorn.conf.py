@@ -7,14 +7,13 @@ processes serve them side by side (``gthread`` with WEB_THREADS threads each whe
 gunicorn's own rule). It runs behind nginx, which buffers each request body and response in full
 (deploy/nginx; the Kubernetes ingress does the same), so the requests that reach gunicorn arrive
 whole and leave at loopback speed: a slow client costs an nginx connection, never a process.
-Measured with ``python -m benchmarks --polls`` (README "Status polls"): at 200 polls/s on 2 CPUs
-from clients polling in step (bursts of 20 simultaneous polls), 4 sync processes answered with p99
-60-90 ms where 2 gthread processes x 8 threads took 150-200 ms; from independent clients both stay
-under 20 ms. The threads of one process share its interpreter lock, so a poll waited for the
-others' Python, and keep-alive connections stuck to whichever process accepted them first (one
-process got 1,427 of 1,999 polls while three others shared the rest); a sync process takes the
-next connection only when it is free. Without nginx, raise WEB_THREADS: one trickling client then
-holds one thread of many, not a whole process.
+Why sync (README "Status polls", third and fourth passes): the threads of one process share its
+interpreter lock, so a poll waited for the others' Python, and keep-alive connections stuck to
+whichever process accepted them first (one process got 1,427 of 1,999 polls while three others
+shared the rest); a sync process takes the next connection only when it is free. Measured with
+``python -m benchmarks --polls`` at 200 independent polls/s on 2 CPUs, 4 sync processes and 2
+gthread processes x 8 threads both answer with p99 under 20 ms. Without nginx, raise
+WEB_THREADS: one trickling client then holds one thread of many, not a whole process.
 
 Counts and the timeout come from the typed settings (core/config.py: WEB_WORKERS, WEB_THREADS,
 WEB_TIMEOUT_SECONDS), so a bad value stops start-up with its name, like every other setting.

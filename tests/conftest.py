@@ -110,6 +110,13 @@ def build_app(database_url: str, redis_url: str, media_root: Path, **extra: obje
     )
     with app.app_context():
         upgrade()
+    # The limiter is one object for every app of the session, and init_app binds it to this
+    # app's storage but keeps its "storage dead, count in memory" mark. An earlier app whose Redis
+    # was unreachable (tests/webapp/test_health.py) left it set, so this app counted in memory
+    # until the limiter's own recheck found Redis again, mid-test, with the counts left behind (a
+    # flake of test_each_client_has_its_own_sign_in_limit). A new app starts with its storage
+    # presumed alive, as a new process does.
+    limiter._storage_dead = False
 
     @app.before_request
     def start_with_an_empty_g() -> None:

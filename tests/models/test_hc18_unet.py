@@ -27,10 +27,12 @@ def test_released_model_segments_and_measures_validation_images() -> None:
 
     scores = score_images(loaded.model, loaded.manifest, [by_name[name] for name in names])
 
-    # Bounds well inside the model card's validation metrics (mean Dice, HC error per image).
+    # Bounds from the model card's validation metrics: mean Dice well above 0.93, and no image
+    # off by more than 7 mm (the worst of all 155 validation images: 6.86 mm for 1.3.0; of this
+    # sample, 005_HC.png at 5.86 mm).
     assert np.mean([s.dice for s in scores]) >= 0.93, scores
     for score in scores:
-        assert score.error_mm is not None and abs(score.error_mm) <= 6.0, score
+        assert score.error_mm is not None and abs(score.error_mm) <= 7.0, score
 
 
 # 1.0.0's measurements (inset, raw) in mm of the first validation images, as main measured them

@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
 
 from core.database import db
 from tests.builders import csrf_token
-from tests.conftest import build_app
+from tests.conftest import build_app, free_port
 from webapp.extensions import limiter
 
 NGINX_ADDRESS = "172.18.0.5"
@@ -64,3 +65,20 @@ def test_without_trusted_proxies_the_header_is_ignored(trusting_nobody: Flask) -
     # Run directly (no proxy), a client's X-Forwarded-For must not pick its address.
     codes = [sign_in_from(trusting_nobody, f"203.0.113.{n}", n) for n in range(3)]
     assert codes[-1] == 429
+
+
+def test_an_app_counts_in_redis_after_one_whose_redis_was_unreachable(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # The limiter is shared by every app of the session: an app whose Redis is down marks its
+    # storage dead and counts in memory. The next app must count in its own Redis from its first
+    # request; counting in memory until the limiter's recheck switched it back mid-test lost the
+    # counts (the 4th attempt of the test above was let through, in one full run).
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    down = build_app(f"sqlite:///{tmp_path / 'down.db'}", unreachable, tmp_path / "down-media")
+    with down.app_context():
+        sign_in_from(down, "203.0.113.9", 0)
+    (tmp_path / "next").mkdir()
+    for app in app_behind(tmp_path / "next", redis_url, proxies=1):
+        sign_in_from(app, "203.0.113.7", 1)
+        assert redis.Redis.from_url(redis_url).keys("*203.0.113.7*")
