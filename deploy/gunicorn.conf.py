@@ -11,9 +11,9 @@ Why sync (README "Status polls", third and fourth passes): the threads of one pr
 interpreter lock, so a poll waited for the others' Python, and keep-alive connections stuck to
 whichever process accepted them first (one process got 1,427 of 1,999 polls while three others
 shared the rest); a sync process takes the next connection only when it is free. Measured with
-``python -m benchmarks --polls`` at 200 independent polls/s on 2 CPUs, 4 sync processes and 2
-gthread processes x 8 threads both answer with p99 under 20 ms. Without nginx, raise
-WEB_THREADS: one trickling client then holds one thread of many, not a whole process.
+``python -m benchmarks --polls`` at 200 independent polls/s on 2 CPUs, 4 sync processes (p99 7-10
+ms) and 2 gthread processes x 8 threads (6-9 ms) both stay well under the 20 ms goal. Without
+nginx, raise WEB_THREADS: one trickling client then holds one thread of many, not a whole process.
 
 Counts and the timeout come from the typed settings (core/config.py: WEB_WORKERS, WEB_THREADS,
 WEB_TIMEOUT_SECONDS), so a bad value stops start-up with its name, like every other setting.

@@ -97,6 +97,21 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+def presume_limiter_storage_alive() -> None:
+    """Clear the limiter's "storage dead, count in memory" mark, as a new process starts.
+
+    The limiter is one object for every app of the session (the views' limits are declared on
+    it), and init_app binds it to the newest app's storage but keeps that mark. An app whose
+    Redis was unreachable (tests/webapp/api/test_jobs.py, the unreachable queue: its token
+    request is rate-limited) set it, so a later app counted in memory until the limiter's own
+    recheck found Redis again, mid-test, with the counts left behind: a flake of
+    test_each_client_has_its_own_sign_in_limit. Flask-Limiter (pinned) has no public call for
+    it; the assert fails loudly if a release renames the attribute.
+    """
+    assert "_storage_dead" in vars(limiter)
+    limiter._storage_dead = False
+
+
 def build_app(database_url: str, redis_url: str, media_root: Path, **extra: object) -> Flask:
     """An app in testing mode on the given database, with the schema migrated to head."""
     app = create_app(
@@ -110,13 +125,7 @@ def build_app(database_url: str, redis_url: str, media_root: Path, **extra: obje
     )
     with app.app_context():
         upgrade()
-    # The limiter is one object for every app of the session, and init_app binds it to this
-    # app's storage but keeps its "storage dead, count in memory" mark. An earlier app whose Redis
-    # was unreachable (tests/webapp/test_health.py) left it set, so this app counted in memory
-    # until the limiter's own recheck found Redis again, mid-test, with the counts left behind (a
-    # flake of test_each_client_has_its_own_sign_in_limit). A new app starts with its storage
-    # presumed alive, as a new process does.
-    limiter._storage_dead = False
+    presume_limiter_storage_alive()
 
     @app.before_request
     def start_with_an_empty_g() -> None:
@@ -156,6 +165,7 @@ def app(backend_app: Flask) -> Iterator[Flask]:
         yield backend_app
         db.session.remove()
         limiter.reset()  # sign-in counters live in Redis and would carry over to the next test
+        presume_limiter_storage_alive()
         with db.engine.begin() as connection:
             for table in reversed(db.metadata.sorted_tables):
                 connection.execute(table.delete())
