@@ -65,9 +65,10 @@ class StatusPoller(FastHttpUser):
         Independent clients poll out of step, each on its own clock. locust's
         ``constant_throughput`` cannot give that: it paces each user from the moment the user
         was created, so a random first sleep is undone by the second poll, and users created in
-        one spawn batch poll together for the whole run (seen with a request listener: 20 users
-        at 2 polls/s sent all 20 polls within 5 ms, every 500 ms). Here each user keeps its own
-        schedule instead: a random first poll time, then one period after the previous one.
+        one spawn batch poll together for the whole run (tests/benchmarks/test_locustfile.py:
+        with it, 20 users created together sent their second polls within 1 ms). Here each user
+        keeps its own schedule instead: a random first poll time, then one period after the
+        previous one.
         """
         self.jobs = [job for job in os.environ["SCANQUEUE_POLL_JOBS"].split(",") if job]
         self.conditional = _env_flag("SCANQUEUE_CONDITIONAL")

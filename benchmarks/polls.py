@@ -171,10 +171,10 @@ def server_cpu_seconds(arbiter: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def requests_logged(log: Path) -> int:
-    """Requests in gunicorn's access log so far."""
+def logged_requests(log: Path) -> list[bytes]:
+    """gunicorn's access-log lines so far, one per request."""
     with log.open("rb") as handle:
-        return sum(1 for line in handle if b' HTTP/1.1" ' in line)
+        return [line.rstrip() for line in handle if b' HTTP/1.1" ' in line]
 
 
 # A poll's access-log line (deploy/gunicorn.conf.py's format): its request line, and last the
@@ -182,17 +182,9 @@ def requests_logged(log: Path) -> int:
 _POLL_LINE = re.compile(rb'"GET /api/v1/jobs/[0-9a-f-]{36} HTTP/1\.1" .* (\d+)$')
 
 
-def server_poll_ms(log: Path, skip: int) -> list[float]:
-    """gunicorn's own time for each poll logged after the first ``skip`` requests, in ms."""
-    times, seen = [], 0
-    with log.open("rb") as handle:
-        for line in handle:
-            if b' HTTP/1.1" ' not in line:
-                continue
-            seen += 1
-            if seen > skip and (match := _POLL_LINE.search(line.rstrip())):
-                times.append(int(match.group(1)) / 1000)
-    return times
+def server_poll_ms(lines: list[bytes]) -> list[float]:
+    """gunicorn's own time for each poll among these access-log lines, in ms."""
+    return [int(match.group(1)) / 1000 for line in lines if (match := _POLL_LINE.search(line))]
 
 
 def run_locust(
@@ -249,15 +241,15 @@ def measure(
     target: Target, scenario: str, env: dict[str, str], out: Path, scan_users: int = 0
 ) -> PollRow:
     """One locust run; its poll row with the server's CPU per request."""
-    cpu, logged = server_cpu_seconds(target.arbiter), requests_logged(target.log)
-    logged_before = logged
+    cpu_before, logged_before = server_cpu_seconds(target.arbiter), len(logged_requests(target.log))
     stats = run_locust(target.base, env, target.users, target.seconds, out, scan_users)
-    cpu, logged = server_cpu_seconds(target.arbiter) - cpu, requests_logged(target.log) - logged
+    cpu = server_cpu_seconds(target.arbiter) - cpu_before
+    logged = logged_requests(target.log)[logged_before:]
     row = poll_row(scenario, target.offered, stats)
-    served = sorted(server_poll_ms(target.log, logged_before)) or [float("nan")]
+    served = sorted(server_poll_ms(logged)) or [float("nan")]
     return replace(
         row,
-        cpu_ms_per_request=1000 * cpu / max(1, logged),
+        cpu_ms_per_request=1000 * cpu / max(1, len(logged)),
         server_p50_ms=served[len(served) // 2],
         server_p99_ms=served[min(len(served) - 1, int(len(served) * 0.99))],
     )
